@@ -1,0 +1,55 @@
+# Two commands: `make run` (set up everything, start on port 5000 with pools warm) and
+# `make test` (set up everything, run the whole suite). Everything else is a step of those.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST := .venv/bin/pytest
+export PAAS_DATA_DIR ?= $(CURDIR)/var
+
+.PHONY: run test setup venv docker images migrate lint unit integration e2e deploy-test bench clean-test
+
+run: setup
+	$(PY) manage.py migrate --noinput
+	infrastructure/scripts/run-platform.sh
+
+test: setup
+	infrastructure/scripts/ensure-chromium.sh
+	$(MAKE) lint
+	infrastructure/scripts/run-tests.sh
+
+setup: venv docker
+
+venv: .venv/.installed
+
+.venv/.installed: requirements.txt requirements-dev.txt
+	@python3 -m venv .venv 2>/dev/null || { \
+	  echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; \
+	  rm -rf .venv; python3 -m venv .venv; }
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+docker:
+	infrastructure/scripts/ensure-docker.sh
+
+images: setup
+	$(PY) manage.py pool build-images
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/mypy .
+
+unit: venv
+	$(PYTEST) tests/unit -q
+
+integration: setup
+	$(PYTEST) tests/integration -q
+
+e2e: setup
+	infrastructure/scripts/ensure-chromium.sh
+	$(PYTEST) tests/e2e -q
+
+clean-test: docker
+	@# remove containers/networks left by killed test runs (label paas.instance=test-*)
+	@docker ps -aq --filter label=paas.instance | while read -r id; do \
+	  inst=$$(docker inspect -f '{{index .Config.Labels "paas.instance"}}' $$id); \
+	  case "$$inst" in test-*) docker rm -f $$id >/dev/null;; esac; done

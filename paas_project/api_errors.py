@@ -1,0 +1,58 @@
+"""One exception handler: every API error is ``{"detail", "code", "fields"?}``."""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from pools.errors import PaasError
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, PaasError):
+        return _error(exc.status, exc.detail, exc.code, exc.fields)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    if isinstance(exc, exceptions.ValidationError):
+        body = _validation_body(exc.detail)
+    elif isinstance(exc, exceptions.Throttled):
+        body = {"detail": str(exc.detail), "code": "throttled"}
+    else:
+        codes = exc.get_codes()
+        body = {"detail": str(exc.detail), "code": codes if isinstance(codes, str) else "error"}
+    response.data = body
+    return response
+
+
+def _error(status_code: int, detail: str, code: str,
+           fields: dict[str, list[str]] | None = None) -> Response:
+    body: dict[str, Any] = {"detail": detail, "code": code}
+    if fields:
+        body["fields"] = fields
+    return Response(body, status=status_code)
+
+
+def _validation_body(detail: Any) -> dict[str, Any]:
+    if isinstance(detail, dict):
+        fields = {key: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+                  for key, msgs in detail.items()}
+        non_field = fields.pop("non_field_errors", None)
+        first = non_field[0] if non_field else "; ".join(
+            f"{key}: {msgs[0]}" for key, msgs in fields.items())
+        body: dict[str, Any] = {"detail": first or "invalid input", "code": "invalid"}
+        if fields:
+            body["fields"] = fields
+        return body
+    messages = [str(m) for m in detail] if isinstance(detail, list) else [str(detail)]
+    return {"detail": "; ".join(messages) or "invalid input", "code": "invalid"}
+
+
+__all__ = ["exception_handler", "status"]

@@ -1,0 +1,215 @@
+"""Settings, all from the environment (12-factor). See README "Settings"."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DATA_DIR = Path(env.str("PAAS_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("PAAS_DEBUG", default=False)
+SECRET_KEY = env.str("PAAS_SECRET_KEY", default="")
+if not SECRET_KEY:
+    # A development key kept in the data dir, so restarts keep sessions and tokens valid.
+    _key_file = DATA_DIR / "secret_key"
+    if not _key_file.exists():
+        from django.core.management.utils import get_random_secret_key
+
+        _key_file.write_text(get_random_secret_key())
+        _key_file.chmod(0o600)
+    SECRET_KEY = _key_file.read_text().strip()
+ALLOWED_HOSTS = env.list("PAAS_ALLOWED_HOSTS", default=["*"])
+CSRF_TRUSTED_ORIGINS = env.list("PAAS_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Platform settings -------------------------------------------------------
+PAAS_INSTANCE = env.str("PAAS_INSTANCE", default="default")
+PAAS_PUBLIC_HOST = env.str("PAAS_PUBLIC_HOST", default="")
+PAAS_BIND_IP = env.str("PAAS_BIND_IP", default="0.0.0.0")
+PAAS_PROBE_HOST = env.str("PAAS_PROBE_HOST", default="127.0.0.1")
+PAAS_POOL_SIZES = env.str("PAAS_POOL_SIZES", default="")
+PAAS_PORT_RANGES = env.str("PAAS_PORT_RANGES", default="")
+PAAS_MONITOR_INTERVAL = env.int("PAAS_MONITOR_INTERVAL", default=120)
+PAAS_USER_QUOTA = env.int("PAAS_USER_QUOTA", default=3)
+PAAS_MAX_UPLOAD_MB = env.int("PAAS_MAX_UPLOAD_MB", default=50)
+PAAS_MAX_UPLOAD_FILES = env.int("PAAS_MAX_UPLOAD_FILES", default=2000)
+PAAS_MAX_COMPRESSION_RATIO = env.int("PAAS_MAX_COMPRESSION_RATIO", default=100)
+PAAS_ENGINE = env.str("PAAS_ENGINE", default="docker")  # "docker" or "fake" (unit tests)
+PAAS_CONTENT_DIR = DATA_DIR / "content"
+# Run queued Docker work inline after commit instead of in the cluster (tests only).
+PAAS_TASKS_INLINE = env.bool("PAAS_TASKS_INLINE", default=False)
+# Parallel container creations during init/refill: bounded to protect the daemon.
+PAAS_CREATE_PARALLEL = env.int("PAAS_CREATE_PARALLEL", default=4)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "django_q",
+    "axes",
+    "pools",
+    "accounts",
+    "deployments",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+ROOT_URLCONF = "paas_project.urls"
+WSGI_APPLICATION = "paas_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------
+# SQLite in the data dir by default, tuned for several writers (web, cluster, watcher):
+# WAL lets readers run beside a writer, IMMEDIATE takes the write lock at BEGIN so two
+# writers queue on the busy timeout instead of failing with "database is locked".
+DATABASES = {
+    "default": env.db_url(
+        "PAAS_DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'paas.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": (
+                "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;"
+                "PRAGMA busy_timeout=20000;"
+            ),
+        }
+    )
+    # pytest-django uses this file for the test DB, so threads can share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/dashboard/"
+LOGOUT_REDIRECT_URL = "/"
+
+# Uploads: let Django spool large files to disk; our own limit is PAAS_MAX_UPLOAD_MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 1000
+
+# --- REST framework, JWT, schema ---------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "paas_project.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": env.str("PAAS_AUTH_THROTTLE", default="30/min"),
+    },
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("PAAS_ACCESS_TOKEN_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    # A key of its own, so rotating Django's SECRET_KEY and the JWT key are independent.
+    "SIGNING_KEY": env.str("PAAS_JWT_SIGNING_KEY", default="jwt:" + SECRET_KEY),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Container Pool PaaS API",
+    "DESCRIPTION": "Pre-warmed Docker containers handed out in milliseconds.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Brute-force lockout (django-axes) ---------------------------------------
+AXES_FAILURE_LIMIT = env.int("PAAS_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("PAAS_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_VERBOSE = False
+
+# --- Task queue (django-q2, ORM broker) --------------------------------------
+Q_CLUSTER = {
+    "name": f"paas-{PAAS_INSTANCE}",
+    "orm": "default",
+    "workers": env.int("PAAS_Q_WORKERS", default=2),
+    "timeout": 120,
+    "retry": 180,  # must exceed timeout, or a slow task is handed out twice
+    "max_attempts": 3,
+    "catch_up": False,
+    "poll": 0.2,
+    "save_limit": 500,
+    "ack_failures": True,
+    "log_level": "INFO",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("PAAS_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,484 @@
+"""The Docker engine boundary: the only module that imports ``docker``.
+
+``DockerEngine`` talks to a real daemon; ``FakeEngine`` keeps containers in memory for
+fast unit tests. Both speak in ``ContainerSpec``/``ContainerInfo`` and raise the project's
+own errors: NotFound from Docker means "already gone" (remove is idempotent), 409 on
+create means "inspect and adopt", any other API error is one ``EngineError``, and an
+unreachable daemon is ``EngineUnavailable``. A later Swarm implementation (one service per
+slot) will fit behind the same methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from pools.errors import EngineError, EngineUnavailable, ImageMissing
+
+LABEL_INSTANCE = "paas.instance"
+LABEL_RUNTIME = "paas.runtime"
+LABEL_PORT = "paas.port"
+LABEL_SLOT = "paas.slot"
+LABEL_GENERATION = "paas.generation"
+
+
+@dataclass
+class ContainerSpec:
+    """Everything needed to run one slot's container."""
+
+    name: str
+    image: str
+    labels: dict[str, str]
+    internal_port: int
+    host_port: int
+    bind_ip: str = "0.0.0.0"
+    network: str = ""
+    environment: dict[str, str] = field(default_factory=dict)
+    mem_limit_mb: int = 256
+    cpus: float = 0.5
+    pids_limit: int = 256
+    cap_add: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContainerInfo:
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str  # Docker's word: created, running, exited, dead, ...
+    exit_code: int = 0
+    oom_killed: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def slot_id(self) -> int | None:
+        value = self.labels.get(LABEL_SLOT, "")
+        return int(value) if value.isdigit() else None
+
+    @property
+    def generation(self) -> int | None:
+        value = self.labels.get(LABEL_GENERATION, "")
+        return int(value) if value.isdigit() else None
+
+
+@dataclass
+class EngineEvent:
+    action: str  # die, oom, destroy, start, ...
+    container_id: str
+    labels: dict[str, str]
+
+
+class Engine(Protocol):
+    def ping(self) -> None: ...
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None: ...
+    def remove_network(self, name: str) -> None: ...
+    def create(self, spec: ContainerSpec) -> ContainerInfo: ...
+    def remove(self, container_id: str) -> None: ...
+    def inspect(self, container_id: str) -> ContainerInfo | None: ...
+    def list_managed(self, instance: str, **labels: str) -> list[ContainerInfo]: ...
+    def exec(self, container_id: str, cmd: list[str], user: str = "") -> tuple[int, str]: ...
+    def put_archive(self, container_id: str, path: str, data: bytes) -> None: ...
+    def logs(self, container_id: str, tail: int = 100) -> str: ...
+    def events(self, instance: str) -> Iterator[EngineEvent]: ...
+    def signal(self, container_id: str, signal: str) -> None: ...
+    def image_exists(self, tag: str) -> bool: ...
+    def pull_image(self, ref: str, tag: str) -> bool: ...
+    def import_image(self, tar_path: Path, tag: str) -> None: ...
+    def build_image(
+        self, context_dir: Path, tag: str, buildargs: dict[str, str],
+        progress: Callable[[str], None],
+    ) -> None: ...
+    def tag_image(self, source: str, tag: str) -> None: ...
+
+
+def _label_filters(instance: str, labels: dict[str, str]) -> list[str]:
+    return [f"{LABEL_INSTANCE}={instance}"] + [
+        f"paas.{key}={value}" for key, value in labels.items()
+    ]
+
+
+class DockerEngine:
+    """The real engine, through the Docker SDK (``DOCKER_HOST`` as the SDK reads it)."""
+
+    def __init__(self, timeout: int = 60) -> None:
+        import docker
+        from docker import errors
+
+        self._errors = errors
+        try:
+            self._client = docker.from_env(timeout=timeout)
+        except errors.DockerException as exc:
+            raise EngineUnavailable(_unreachable_message(exc)) from exc
+
+    # -- error translation ------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import requests
+
+        try:
+            return fn(*args, **kwargs)
+        except self._errors.ImageNotFound as exc:
+            raise ImageMissing(
+                f"image missing: {exc.explanation}; run `python manage.py pool build-images`"
+            ) from exc
+        except self._errors.APIError as exc:
+            raise EngineError(f"Docker refused: {exc.explanation or exc}") from exc
+        except (requests.exceptions.ConnectionError, self._errors.DockerException) as exc:
+            raise EngineUnavailable(_unreachable_message(exc)) from exc
+
+    def _get(self, container_id: str) -> Any:
+        """The SDK container, or None when Docker says it does not exist."""
+        try:
+            return self._call(self._client.containers.get, container_id)
+        except EngineError as exc:
+            if isinstance(exc.__cause__, self._errors.NotFound):
+                return None
+            raise
+
+    def ping(self) -> None:
+        self._call(self._client.ping)
+
+    # -- networks -----------------------------------------------------------------
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        if self._call(self._client.networks.list, names=[name]):
+            return
+        try:
+            self._call(
+                self._client.networks.create, name, driver="bridge", labels=labels,
+                # No traffic between user containers: each only talks to the outside.
+                options={"com.docker.network.bridge.enable_icc": "false"},
+            )
+        except EngineError:
+            if not self._call(self._client.networks.list, names=[name]):
+                raise  # a racing creator is fine; anything else is not
+
+    def remove_network(self, name: str) -> None:
+        for network in self._call(self._client.networks.list, names=[name]):
+            # Still in use or already gone: the next cleanup retries.
+            with contextlib.suppress(EngineError):
+                self._call(network.remove)
+
+    # -- containers -----------------------------------------------------------------
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        try:
+            container = self._call(self._client.containers.create, **_run_kwargs(spec))
+        except EngineError as exc:
+            if getattr(exc.__cause__, "status_code", None) != 409:
+                raise
+            container = self._call(self._client.containers.get, spec.name)  # adopt
+        if container.status != "running":
+            self._call(container.start)
+            self._call(container.reload)
+        return _info(container)
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self._call(self._client.api.remove_container, container_id, force=True, v=True)
+        except EngineError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, self._errors.NotFound):
+                return
+            if getattr(cause, "status_code", None) == 409 and "in progress" in str(cause):
+                return  # Docker is already removing it
+            raise
+
+    def inspect(self, container_id: str) -> ContainerInfo | None:
+        container = self._get(container_id)
+        return _info(container) if container is not None else None
+
+    def list_managed(self, instance: str, **labels: str) -> list[ContainerInfo]:
+        found = self._call(
+            self._client.containers.list, all=True, sparse=False,
+            filters={"label": _label_filters(instance, labels)}, ignore_removed=True,
+        )
+        return [_info(container) for container in found]
+
+    def exec(self, container_id: str, cmd: list[str], user: str = "") -> tuple[int, str]:
+        container = self._require(container_id)
+        result = self._call(container.exec_run, cmd, user=user, demux=False)
+        return result.exit_code, (result.output or b"").decode("utf-8", "replace")
+
+    def put_archive(self, container_id: str, path: str, data: bytes) -> None:
+        container = self._require(container_id)
+        if not self._call(container.put_archive, path, data):
+            raise EngineError(f"Docker did not accept the archive for {path}")
+
+    def logs(self, container_id: str, tail: int = 100) -> str:
+        container = self._require(container_id)
+        raw = self._call(container.logs, tail=tail, stdout=True, stderr=True)
+        return raw.decode("utf-8", "replace")
+
+    def signal(self, container_id: str, signal: str) -> None:
+        self._call(self._require(container_id).kill, signal=signal)
+
+    def events(self, instance: str) -> Iterator[EngineEvent]:
+        stream = self._call(
+            self._client.events, decode=True,
+            filters={"type": "container", "label": [f"{LABEL_INSTANCE}={instance}"]},
+        )
+        try:
+            for raw in stream:
+                actor = raw.get("Actor", {})
+                yield EngineEvent(
+                    action=str(raw.get("Action", "")).split(":")[0],
+                    container_id=str(actor.get("ID", raw.get("id", ""))),
+                    labels=dict(actor.get("Attributes", {})),
+                )
+        except Exception as exc:  # the stream breaks when the daemon goes away
+            raise EngineUnavailable(_unreachable_message(exc)) from exc
+        finally:
+            stream.close()
+
+    def _require(self, container_id: str) -> Any:
+        container = self._get(container_id)
+        if container is None:
+            raise EngineError(f"container {container_id[:12]} does not exist")
+        return container
+
+    # -- images ---------------------------------------------------------------------
+    def image_exists(self, tag: str) -> bool:
+        try:
+            self._call(self._client.images.get, tag)
+            return True
+        except ImageMissing:
+            return False
+        except EngineError as exc:
+            if isinstance(exc.__cause__, self._errors.NotFound):
+                return False
+            raise
+
+    def pull_image(self, ref: str, tag: str) -> bool:
+        try:
+            image = self._call(self._client.images.pull, ref)
+        except (EngineError, ImageMissing):
+            return False
+        repository, _, version = tag.partition(":")
+        self._call(image.tag, repository, version or "latest")
+        return True
+
+    def import_image(self, tar_path: Path, tag: str) -> None:
+        repository, _, version = tag.partition(":")
+        with open(tar_path, "rb") as handle:
+            self._call(
+                self._client.api.import_image_from_data, handle.read(),
+                repository=repository, tag=version or "latest",
+            )
+
+    def build_image(
+        self, context_dir: Path, tag: str, buildargs: dict[str, str],
+        progress: Callable[[str], None],
+    ) -> None:
+        stream = self._call(
+            self._client.api.build, path=str(context_dir), tag=tag, buildargs=buildargs,
+            network_mode="host", rm=True, forcerm=True, decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise EngineError(f"building {tag} failed: {chunk['error'].strip()}")
+            line = str(chunk.get("stream", "")).rstrip()
+            if line:
+                progress(line)
+
+    def tag_image(self, source: str, tag: str) -> None:
+        repository, _, version = tag.partition(":")
+        image = self._call(self._client.images.get, source)
+        self._call(image.tag, repository, version or "latest")
+
+
+def _unreachable_message(exc: Exception) -> str:
+    return (
+        f"Docker engine not reachable ({exc}). Start it: as root, "
+        "`apt-get install -y docker.io && dockerd --live-restore &` (or `systemctl start docker`)."
+    )
+
+
+def _run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
+    """Hardened create() arguments: no capabilities beyond the runtime's, bounded
+    resources, rotated logs, our own network, never privileged, never the socket."""
+    return {
+        "image": spec.image,
+        "name": spec.name,
+        "labels": spec.labels,
+        "detach": True,
+        "environment": spec.environment,
+        "ports": {f"{spec.internal_port}/tcp": (spec.bind_ip, spec.host_port)},
+        "network": spec.network or None,
+        "cap_drop": ["ALL"],
+        "cap_add": spec.cap_add,
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": f"{spec.mem_limit_mb}m",
+        "memswap_limit": f"{spec.mem_limit_mb}m",
+        "nano_cpus": int(spec.cpus * 1e9),
+        "pids_limit": spec.pids_limit,
+        "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "2"}},
+        "restart_policy": {"Name": "no"},  # the platform recovers, not the daemon
+        "privileged": False,
+    }
+
+
+def _info(container: Any) -> ContainerInfo:
+    state = container.attrs.get("State", {})
+    return ContainerInfo(
+        id=container.id,
+        name=container.name,
+        labels=dict(container.labels or {}),
+        status=str(state.get("Status", container.status)),
+        exit_code=int(state.get("ExitCode", 0) or 0),
+        oom_killed=bool(state.get("OOMKilled", False)),
+    )
+
+
+# ---------------------------------------------------------------------------------
+class FakeEngine:
+    """An in-memory engine for unit tests: containers are dicts, files are a dict of
+    path → bytes per container. It keeps the real engine's contracts (409 adopt,
+    idempotent remove, label filters) so services behave the same on both."""
+
+    def __init__(self) -> None:
+        self.containers: dict[str, ContainerInfo] = {}
+        self.files: dict[str, dict[str, bytes]] = {}
+        self.signals: list[tuple[str, str]] = []
+        self.specs: dict[str, ContainerSpec] = {}
+        self.images: set[str] = set()
+        self.networks: set[str] = set()
+        self.available = True
+        self.fail_create = False
+        self.pending_events: list[EngineEvent] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def _check(self) -> None:
+        if not self.available:
+            raise EngineUnavailable("Docker engine not reachable (fake engine switched off)")
+
+    def ping(self) -> None:
+        self._check()
+
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        self._check()
+        self.networks.add(name)
+
+    def remove_network(self, name: str) -> None:
+        self.networks.discard(name)
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        self._check()
+        if self.fail_create:
+            raise EngineError("fake engine: create refused")
+        with self._lock:
+            for info in self.containers.values():
+                if info.name == spec.name:
+                    return info  # 409: adopt
+            info = ContainerInfo(
+                id=f"fake{next(self._ids):08d}", name=spec.name,
+                labels=dict(spec.labels), status="running",
+            )
+            self.containers[info.id] = info
+            self.specs[info.id] = spec
+            self.files[info.id] = {}
+            return info
+
+    def remove(self, container_id: str) -> None:
+        self._check()
+        with self._lock:
+            self.containers.pop(container_id, None)
+            self.files.pop(container_id, None)
+
+    def inspect(self, container_id: str) -> ContainerInfo | None:
+        self._check()
+        return self.containers.get(container_id)
+
+    def list_managed(self, instance: str, **labels: str) -> list[ContainerInfo]:
+        self._check()
+        wanted = {LABEL_INSTANCE: instance, **{f"paas.{k}": v for k, v in labels.items()}}
+        return [
+            info for info in list(self.containers.values())
+            if all(info.labels.get(key) == value for key, value in wanted.items())
+        ]
+
+    def exec(self, container_id: str, cmd: list[str], user: str = "") -> tuple[int, str]:
+        self._require(container_id)
+        if cmd[:1] == ["find"] and "-delete" in cmd:
+            self.files[container_id] = {}  # our "clear the content root" command
+        return 0, ""
+
+    def put_archive(self, container_id: str, path: str, data: bytes) -> None:
+        self._require(container_id)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            for member in archive.getmembers():
+                if member.isfile():
+                    content = archive.extractfile(member)
+                    assert content is not None
+                    self.files[container_id][f"{path}/{member.name}"] = content.read()
+
+    def logs(self, container_id: str, tail: int = 100) -> str:
+        self._require(container_id)
+        return f"fake log of {container_id}\n"
+
+    def signal(self, container_id: str, signal: str) -> None:
+        self._require(container_id)
+        self.signals.append((container_id, signal))
+
+    def events(self, instance: str) -> Iterator[EngineEvent]:
+        self._check()
+        while self.pending_events:
+            yield self.pending_events.pop(0)
+
+    def _require(self, container_id: str) -> ContainerInfo:
+        self._check()
+        info = self.containers.get(container_id)
+        if info is None:
+            raise EngineError(f"container {container_id} does not exist")
+        return info
+
+    # test helpers: faults a real daemon would show
+    def kill(self, container_id: str, *, oom: bool = False) -> None:
+        info = self.containers[container_id]
+        info.status, info.exit_code, info.oom_killed = "exited", 137, oom
+
+    def image_exists(self, tag: str) -> bool:
+        return tag in self.images
+
+    def pull_image(self, ref: str, tag: str) -> bool:
+        return False
+
+    def import_image(self, tar_path: Path, tag: str) -> None:
+        self.images.add(tag)
+
+    def build_image(
+        self, context_dir: Path, tag: str, buildargs: dict[str, str],
+        progress: Callable[[str], None],
+    ) -> None:
+        self.images.add(tag)
+
+    def tag_image(self, source: str, tag: str) -> None:
+        self.images.add(tag)
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide engine chosen by ``PAAS_ENGINE`` (tests may replace it)."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = FakeEngine() if settings.PAAS_ENGINE == "fake" else DockerEngine()
+        return _engine
+
+
+def set_engine(engine: Engine | None) -> None:
+    global _engine
+    _engine = engine

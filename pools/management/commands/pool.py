@@ -1,0 +1,159 @@
+"""``python manage.py pool …``: the operators' command line. Thin: parse, call one
+service, report. Errors are one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from pools import services
+from pools.engine import get_engine
+from pools.errors import PaasError
+from pools.models import PoolContainer, Runtime
+
+
+class Command(BaseCommand):
+    help = "Manage the container pools (status, init, add, set-size, reinit, release, ...)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        status = sub.add_parser("status", help="pool counts per runtime")
+        status.add_argument("--json", action="store_true")
+        init = sub.add_parser("init", help="fill every pool (or one) to its size")
+        init.add_argument("runtime", nargs="?")
+        add = sub.add_parser("add", help="add N containers to a pool")
+        add.add_argument("runtime")
+        add.add_argument("count", type=int)
+        size = sub.add_parser("set-size", help="set a pool's size (shrinks idle slots only)")
+        size.add_argument("runtime")
+        size.add_argument("size", type=int)
+        reinit = sub.add_parser("reinit", help="recreate every container (or one runtime's)")
+        reinit.add_argument("runtime", nargs="?")
+        release = sub.add_parser("release", help="release a slot or all of a user's")
+        who = release.add_mutually_exclusive_group(required=True)
+        who.add_argument("--user")
+        who.add_argument("--slot", type=int)
+        sub.add_parser("reconcile", help="one reconcile pass now")
+        sub.add_parser("watch", help="follow Docker events and queue recoveries")
+        sub.add_parser("schedules", help="install the periodic tasks")
+        build = sub.add_parser("build-images", help="build the runtime images")
+        build.add_argument("--offline", action="store_true",
+                           help="build the base with debootstrap instead of pulling")
+        build.add_argument("runtimes", nargs="*")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        handler = getattr(self, "do_" + action.replace("-", "_"))
+        try:
+            handler(**options)
+        except PaasError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    # --- actions -------------------------------------------------------------
+    def do_status(self, *, json: bool = False, **_: Any) -> None:
+        rows = services.pool_counts()
+        if json:
+            self.say(_dumps(rows))
+            return
+        self.say(f"{'runtime':<8} {'idle':>5} {'assigned':>8} {'failed':>6} {'busy':>5} "
+                 f"{'total':>5} {'size':>5}  ports")
+        for r in rows:
+            flag = "" if r["enabled"] else "  (disabled)"
+            self.say(f"{r['runtime']:<8} {r['idle']:>5} {r['assigned']:>8} {r['failed']:>6} "
+                     f"{r['busy']:>5} {r['total']:>5} {r['pool_size']:>5}  {r['ports']}{flag}")
+
+    def do_init(self, *, runtime: str | None = None, **_: Any) -> None:
+        _require_engine()
+        created = services.pool_init(runtime_name=runtime, wait=True, progress=self.say)
+        self.say("created " + ", ".join(f"{k}={v}" for k, v in created.items()))
+        self.do_status()
+
+    def do_add(self, *, runtime: str, count: int, **_: Any) -> None:
+        _require_engine()
+        slots = services.pool_add(runtime_name=runtime, count=count, wait=True, progress=self.say)
+        self.say(f"added {len(slots)} {runtime} container(s) on ports "
+                 + ", ".join(str(s.port) for s in slots))
+
+    def do_set_size(self, *, runtime: str, size: int, **_: Any) -> None:
+        if size < 0:
+            raise CommandError("size must be 0 or more")
+        _require_engine()
+        result = services.pool_set_size(runtime_name=runtime, size=size, wait=True)
+        note = f"; {result['short']} assigned slot(s) kept" if result["short"] else ""
+        self.say(f"{runtime}: size {size}, added {result['added']}, "
+                 f"removed {result['removed']} idle{note}")
+
+    def do_reinit(self, *, runtime: str | None = None, **_: Any) -> None:
+        _require_engine()
+        slots = PoolContainer.objects.select_related("runtime")
+        if runtime:
+            slots = slots.filter(runtime=services.runtime_get(name=runtime))
+        done = sum(services.slot_reinitialize(slot=slot) for slot in slots)
+        self.say(f"reinitializing {done} slot(s)")
+        services.pool_init(runtime_name=runtime, wait=True, progress=self.say)
+
+    def do_release(self, *, user: str | None = None, slot: int | None = None, **_: Any) -> None:
+        from deployments import services as deployment_services
+
+        if user is not None:
+            owner = get_user_model().objects.filter(username=user).first()
+            if owner is None:
+                raise CommandError(f"no user '{user}'")
+            count = deployment_services.deployments_release_for_user(user=owner)
+            self.say(f"released {count} container(s) of {user}")
+            return
+        target = PoolContainer.objects.filter(pk=slot).first()
+        if target is None:
+            raise CommandError(f"no slot {slot}")
+        if deployment_services.slot_release_by_operator(slot=target):
+            self.say(f"released slot {slot} (port {target.port})")
+        else:
+            self.say(f"slot {slot} is not assigned; nothing to release")
+
+    def do_build_images(self, *, offline: bool = False, runtimes: list[str] | None = None,
+                        **_: Any) -> None:
+        from pools.imagebuild import build_images
+
+        _require_engine()
+        known = set(Runtime.objects.values_list("name", flat=True)) or None
+        for name in runtimes or []:
+            if known and name not in known:
+                raise CommandError(f"unknown runtime '{name}'")
+        tags = build_images(get_engine(), offline=offline, runtimes=runtimes or None,
+                            progress=self.say)
+        for name, tag in tags.items():
+            self.say(f"{name}: {tag}")
+
+    def do_reconcile(self, **_: Any) -> None:
+        from pools import monitor
+
+        result = monitor.reconcile_pass()
+        self.say(_dumps(result))
+        if not result.get("ok"):
+            raise CommandError(str(result.get("error", "reconcile pass failed")))
+
+    def do_watch(self, **_: Any) -> None:
+        from pools import monitor
+
+        monitor.watch(say=self.say)
+
+    def do_schedules(self, **_: Any) -> None:
+        from pools import monitor
+
+        for line in monitor.schedules_install():
+            self.say(line)
+
+
+def _require_engine() -> None:
+    get_engine().ping()
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)

@@ -1,0 +1,144 @@
+"""Runtimes and their pool slots. One ``PoolContainer`` row per slot; the container
+behind it is replaced (with a new generation) on release, recovery and reinitialize."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Runtime(models.Model):
+    name = models.SlugField(max_length=32, unique=True)
+    display_name = models.CharField(max_length=64, blank=True)
+    image = models.CharField(
+        max_length=200, blank=True,
+        help_text="Image tag to run; blank means the image built from this repository.",
+    )
+    internal_port = models.PositiveIntegerField()
+    content_root = models.CharField(max_length=200)
+    port_min = models.PositiveIntegerField()
+    port_max = models.PositiveIntegerField()
+    pool_size = models.PositiveIntegerField(default=1)
+    mem_limit_mb = models.PositiveIntegerField(default=256)
+    cpus = models.FloatField(default=0.5)
+    pids_limit = models.PositiveIntegerField(default=256)
+    cap_add = models.CharField(
+        max_length=200, blank=True, help_text="Comma-separated capabilities beyond none.",
+    )
+    app_runtime = models.BooleanField(
+        default=False, help_text="Runs the user's app (python/node) rather than serving files.",
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["port_min"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def capabilities(self) -> list[str]:
+        return [cap.strip().upper() for cap in self.cap_add.split(",") if cap.strip()]
+
+
+class SlotStatus(models.TextChoices):
+    PROVISIONING = "provisioning"
+    IDLE = "idle"
+    ASSIGNED = "assigned"
+    RECYCLING = "recycling"
+    RECOVERING = "recovering"
+    FAILED = "failed"
+
+
+class PoolContainer(models.Model):
+    runtime = models.ForeignKey(Runtime, on_delete=models.PROTECT, related_name="slots")
+    port = models.PositiveIntegerField(unique=True)
+    container_id = models.CharField(max_length=80, blank=True)
+    generation = models.PositiveIntegerField(default=1)
+    status = models.CharField(
+        max_length=16, choices=SlotStatus.choices, default=SlotStatus.PROVISIONING,
+        db_index=True,
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="pool_containers",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    healthy = models.BooleanField(null=True, blank=True)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    failures = models.PositiveIntegerField(
+        default=0, help_text="Consecutive failed replacements; reset on success.",
+    )
+    retry_after = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["runtime__port_min", "port"]
+        indexes = [models.Index(fields=["runtime", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.runtime.name}:{self.port}"
+
+    @property
+    def container_name(self) -> str:
+        return (
+            f"paas-{settings.PAAS_INSTANCE}-{self.runtime.name}-{self.port}-g{self.generation}"
+        )
+
+
+class Recovery(models.Model):
+    """One replacement of a failed slot's container (self-healing history)."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SUPERSEDED = "superseded"
+
+    slot = models.ForeignKey(PoolContainer, on_delete=models.CASCADE, related_name="recoveries")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    runtime_name = models.CharField(max_length=32)
+    port = models.PositiveIntegerField()
+    generation = models.PositiveIntegerField()
+    reason = models.CharField(max_length=200)
+    trigger = models.CharField(max_length=32, default="reconcile")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=16, choices=Outcome.choices, default=Outcome.RUNNING,
+    )
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name_plural = "recoveries"
+        constraints = [
+            # A retried task finds its own row instead of writing a second one.
+            models.UniqueConstraint(fields=["slot", "generation"], name="one_recovery_per_generation"),
+        ]
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class MonitorPass(models.Model):
+    """One reconcile pass: when, whether Docker answered, and what it did."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    summary = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name_plural = "monitor passes"

@@ -1,0 +1,213 @@
+"""Self-healing: the level-triggered reconcile pass, the Docker-events watcher (the
+fast path) and the periodic schedule. Labels are the truth: only containers carrying
+our ``paas.instance`` label are ever looked at, and orphans are removed only after a
+full, successful listing."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from pools import health, services
+from pools.engine import ContainerInfo, get_engine
+from pools.errors import EngineError, EngineUnavailable
+from pools.models import MonitorPass, PoolContainer, Runtime, SlotStatus
+
+log = logging.getLogger(__name__)
+S = SlotStatus
+STUCK_SECONDS = 300  # a busy slot untouched this long lost its task (worker died)
+WATCHED_ACTIONS = {"die", "oom", "destroy"}
+
+
+# --- the reconcile pass -----------------------------------------------------------
+def reconcile_pass(*, trigger: str = "schedule") -> dict[str, Any]:
+    """Compare the rows with the labelled containers and converge. Returns a summary;
+    with Docker unreachable nothing is changed and ``ok`` is False."""
+    record = MonitorPass.objects.create()
+    summary: dict[str, Any] = {"trigger": trigger, "recovered": [], "orphans_removed": 0,
+                               "retried": [], "refilled": {}, "healthy": 0, "unhealthy": 0}
+    try:
+        containers = get_engine().list_managed(settings.PAAS_INSTANCE)
+        _remove_orphans(containers, summary)
+        _check_slots(containers, summary)
+        summary["refilled"] = pool_refill()
+        ok, error = True, ""
+    except EngineError as exc:  # unreachable or refusing: change nothing, retry next pass
+        ok, error = False, str(exc)
+        log.warning("reconcile pass aborted: %s", exc)
+    record.finished_at, record.ok, record.error, record.summary = (
+        timezone.now(), ok, error, summary)
+    record.save()
+    return {"ok": ok, "error": error, **summary}
+
+
+def _remove_orphans(containers: list[ContainerInfo], summary: dict[str, Any]) -> None:
+    """Our label but no row (or a stale generation of a settled slot): remove."""
+    slots = {s.pk: s for s in PoolContainer.objects.all()}
+    engine = get_engine()
+    for info in containers:
+        slot = slots.get(info.slot_id or -1)
+        stale = (slot is not None and slot.status not in services.BUSY
+                 and info.generation != slot.generation)
+        if slot is None or stale:
+            engine.remove(info.id)
+            summary["orphans_removed"] += 1
+
+
+def _check_slots(containers: list[ContainerInfo], summary: dict[str, Any]) -> None:
+    by_id = {info.id: info for info in containers}
+    slots = list(PoolContainer.objects.select_related("runtime").exclude(status=S.FAILED))
+    settled = [s for s in slots if s.status in (S.IDLE, S.ASSIGNED)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        problems = list(pool.map(lambda s: diagnose(s, by_id.get(s.container_id)), settled))
+    for slot, problem in zip(settled, problems, strict=True):
+        _record_health(slot, problem, summary)
+        if problem and _confirm(slot, problem) and services.slot_recover(
+                slot=slot, reason=problem, trigger="reconcile"):
+            summary["recovered"].append(slot.pk)
+    for slot in slots:
+        if slot.status in services.BUSY and _stuck(slot) and services.slot_retry(slot=slot):
+            summary["retried"].append(slot.pk)
+
+
+def diagnose(slot: PoolContainer, info: ContainerInfo | None) -> str:
+    """Why the slot is unhealthy, or "" when it is fine. A user's own crashing app is
+    not a failed slot: assigned python/node slots are judged by the container alone."""
+    if not slot.container_id or info is None:
+        return "container missing"
+    if not info.running:
+        cause = "killed by the out-of-memory killer" if info.oom_killed else (
+            f"exited with code {info.exit_code}")
+        return f"container {info.status}: {cause}"
+    needs_http = not slot.runtime.app_runtime or slot.status == S.IDLE
+    if needs_http and not health.http_answers(slot.port, timeout=2.0):
+        return f"port {slot.port} does not answer HTTP"
+    return ""
+
+
+def _confirm(slot: PoolContainer, problem: str) -> bool:
+    """Look again before replacing anything: a daemon that is restarting, or a port that
+    was briefly busy, must not cost a user their container."""
+    get_engine().ping()  # raises EngineUnavailable: the pass stops, nothing replaced
+    time.sleep(0.5)
+    return bool(diagnose(slot, get_engine().inspect(slot.container_id)
+                         if slot.container_id else None))
+
+
+def _record_health(slot: PoolContainer, problem: str, summary: dict[str, Any]) -> None:
+    now = timezone.now()
+    changes: dict[str, Any] = {"healthy": not problem, "health_checked_at": now}
+    if not problem:
+        summary["healthy"] += 1
+        if slot.failures and (now - slot.status_changed_at).total_seconds() > services.STABLE_SECONDS:
+            changes["failures"] = 0  # up long enough: earlier failures are forgiven
+    else:
+        summary["unhealthy"] += 1
+    PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation).update(**changes)
+
+
+def _stuck(slot: PoolContainer) -> bool:
+    now = timezone.now()
+    if slot.retry_after:
+        return slot.retry_after <= now
+    return (now - slot.status_changed_at).total_seconds() > STUCK_SECONDS
+
+
+def pool_refill() -> dict[str, int]:
+    """Queue new slots for every enabled pool below its size."""
+    added: dict[str, int] = {}
+    for runtime in Runtime.objects.filter(enabled=True):
+        missing = runtime.pool_size - runtime.slots.count()
+        if missing > 0:
+            added[runtime.name] = len(services.pool_add(runtime_name=runtime.name, count=missing))
+    return added
+
+
+# --- the watcher (fast path) --------------------------------------------------------
+class _Stop(Exception):
+    pass
+
+
+def watch(*, say: Callable[[str], None] = print, max_events: int | None = None) -> None:
+    """Follow Docker events for our instance and queue a recovery the moment a current
+    container dies. Reconnects (and runs a pass, events being lossy) after the daemon
+    comes back; SIGTERM/SIGINT stop it cleanly."""
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    seen = 0
+    delay = 1.0
+    say(f"watching Docker events for instance {settings.PAAS_INSTANCE}")
+    try:
+        while max_events is None or seen < max_events:
+            try:
+                for event in get_engine().events(settings.PAAS_INSTANCE):
+                    delay = 1.0
+                    if event.action in WATCHED_ACTIONS:
+                        seen += 1
+                        handle_event(event.container_id, event.action, event.labels, say)
+                        if max_events is not None and seen >= max_events:
+                            return
+            except EngineUnavailable as exc:
+                say(f"Docker unreachable ({exc}); reconnecting in {delay:.0f}s")
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                _catch_up(say)
+    except _Stop:
+        say("watcher stopped")
+
+
+def handle_event(container_id: str, action: str, labels: dict[str, str],
+                 say: Callable[[str], None] = print) -> bool:
+    """Queue recovery if the event is about the slot's current container."""
+    close_old_connections()
+    slot_id = labels.get("paas.slot", "")
+    slot = PoolContainer.objects.select_related("runtime").filter(
+        pk=int(slot_id) if slot_id.isdigit() else -1).first()
+    if slot is None or slot.container_id != container_id:
+        return False  # an old generation, or a container we are removing ourselves
+    if slot.status not in (S.IDLE, S.ASSIGNED):
+        return False
+    reason = "killed by the out-of-memory killer" if action == "oom" else f"container {action}"
+    queued = services.slot_recover(slot=slot, reason=reason, trigger="watch")
+    if queued:
+        say(f"slot {slot.pk} ({slot.runtime.name}:{slot.port}): {reason}; recovery queued")
+    return queued
+
+
+def _catch_up(say: Callable[[str], None]) -> None:
+    try:
+        result = reconcile_pass(trigger="watch-reconnect")
+        if result["ok"]:
+            say("reconnected; reconcile pass done")
+    except Exception as exc:  # the next reconnect tries again
+        log.warning("catch-up pass failed: %s", exc)
+
+
+# --- schedules ----------------------------------------------------------------------
+SCHEDULE_NAME = "paas-reconcile"
+
+
+def schedules_install() -> list[str]:
+    """Install (or update) the periodic reconcile task; safe to run any number of times.
+    django-q2 schedules have a one-minute floor, so the interval is rounded to minutes."""
+    from django_q.models import Schedule
+
+    minutes = max(1, round(settings.PAAS_MONITOR_INTERVAL / 60))
+    _, created = Schedule.objects.update_or_create(
+        name=SCHEDULE_NAME,
+        defaults={"func": "pools.tasks.reconcile", "schedule_type": Schedule.MINUTES,
+                  "minutes": minutes, "repeats": -1},
+    )
+    return [f"{SCHEDULE_NAME}: every {minutes} min ({'installed' if created else 'updated'})"]

@@ -1,0 +1,80 @@
+"""The four built-in runtimes and the environment overrides of their initial values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from pools.errors import InvalidInput
+
+WEB_CAPS = "CHOWN,SETUID,SETGID,NET_BIND_SERVICE,DAC_OVERRIDE"
+
+
+@dataclass(frozen=True)
+class RuntimeDefaults:
+    name: str
+    display_name: str
+    internal_port: int
+    content_root: str
+    port_min: int
+    port_max: int
+    pool_size: int
+    cap_add: str
+    app_runtime: bool
+
+
+DEFAULTS = [
+    RuntimeDefaults("nginx", "Nginx (static site)", 80, "/usr/share/nginx/html", 8000, 8099, 5, WEB_CAPS, False),
+    RuntimeDefaults("apache", "Apache (static site)", 80, "/var/www/html", 8100, 8199, 3, WEB_CAPS, False),
+    RuntimeDefaults("python", "Python app", 8080, "/app", 8200, 8299, 3, "", True),
+    RuntimeDefaults("node", "Node.js app", 8080, "/app", 8300, 8399, 2, "", True),
+]
+
+
+def parse_sizes(text: str) -> dict[str, int]:
+    """``"nginx=5,apache=3"`` → ``{"nginx": 5, "apache": 3}``; fails loudly on junk."""
+    sizes: dict[str, int] = {}
+    for name, value in _pairs(text, "PAAS_POOL_SIZES"):
+        if not value.isdigit():
+            raise InvalidInput(f"PAAS_POOL_SIZES: '{name}={value}' is not a number")
+        sizes[name] = int(value)
+    return sizes
+
+
+def parse_ranges(text: str) -> dict[str, tuple[int, int]]:
+    """``"nginx=8000-8099"`` → ``{"nginx": (8000, 8099)}``."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for name, value in _pairs(text, "PAAS_PORT_RANGES"):
+        low, _, high = value.partition("-")
+        if not (low.isdigit() and high.isdigit()) or int(low) > int(high):
+            raise InvalidInput(f"PAAS_PORT_RANGES: '{name}={value}' is not a range like 8000-8099")
+        ranges[name] = (int(low), int(high))
+    return ranges
+
+
+def _pairs(text: str, setting: str) -> list[tuple[str, str]]:
+    known = {runtime.name for runtime in DEFAULTS}
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in known:
+            raise InvalidInput(f"{setting}: '{item}' is not NAME=VALUE for one of {sorted(known)}")
+        pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def initial_values() -> list[dict[str, object]]:
+    """The defaults with ``PAAS_POOL_SIZES``/``PAAS_PORT_RANGES`` applied."""
+    sizes = parse_sizes(settings.PAAS_POOL_SIZES)
+    ranges = parse_ranges(settings.PAAS_PORT_RANGES)
+    values = []
+    for runtime in DEFAULTS:
+        port_min, port_max = ranges.get(runtime.name, (runtime.port_min, runtime.port_max))
+        values.append({
+            **runtime.__dict__,
+            "pool_size": sizes.get(runtime.name, runtime.pool_size),
+            "port_min": port_min,
+            "port_max": port_max,
+        })
+    return values

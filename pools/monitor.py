@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 S = SlotStatus
 STUCK_SECONDS = 300  # a busy slot untouched this long lost its task (worker died)
 WATCHED_ACTIONS = {"die", "oom", "destroy"}
+CONFIRM_DELAY = 0.5  # seconds between a failed check and the second look
 
 
 # --- the reconcile pass -----------------------------------------------------------
@@ -98,7 +99,7 @@ def _confirm(slot: PoolContainer, problem: str) -> bool:
     """Look again before replacing anything: a daemon that is restarting, or a port that
     was briefly busy, must not cost a user their container."""
     get_engine().ping()  # raises EngineUnavailable: the pass stops, nothing replaced
-    time.sleep(0.5)
+    time.sleep(CONFIRM_DELAY)
     return bool(diagnose(slot, get_engine().inspect(slot.container_id)
                          if slot.container_id else None))
 

@@ -224,14 +224,15 @@ def slot_recover(*, slot: PoolContainer, reason: str, trigger: str = "reconcile"
     if not recent:
         failures = 0
     new_status = S.RECOVERING if slot.owner_id else S.PROVISIONING
-    if not _bump(slot, statuses=(slot.status,), new_status=new_status, failures=failures,
-                 retry_after=None, last_error=reason[:500]):
-        return False
-    Recovery.objects.get_or_create(
-        slot_id=slot.pk, generation=slot.generation + 1,
-        defaults={"owner_id": slot.owner_id, "runtime_name": slot.runtime.name,
-                  "port": slot.port, "reason": reason[:200], "trigger": trigger},
-    )
+    with transaction.atomic():  # the history row commits with the bump, before the task
+        if not _bump(slot, statuses=(slot.status,), new_status=new_status,
+                     failures=failures, retry_after=None, last_error=reason[:500]):
+            return False
+        Recovery.objects.get_or_create(
+            slot_id=slot.pk, generation=slot.generation + 1,
+            defaults={"owner_id": slot.owner_id, "runtime_name": slot.runtime.name,
+                      "port": slot.port, "reason": reason[:200], "trigger": trigger},
+        )
     log.info("recovering %s (%s): %s", slot, trigger, reason)
     return True
 

@@ -18,6 +18,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEngine]:
     services._networks_ready.clear()
     monkeypatch.setattr(health, "http_answers", lambda port, **kw: True)
     monkeypatch.setattr(health, "port_is_free", lambda port: True)
+    monkeypatch.setattr(services, "READY_TIMEOUT", 0.2)
     monkeypatch.setattr(services, "runtime_image", lambda runtime: f"paas/{runtime.name}:test")
     yield engine
     set_engine(None)

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -245,7 +246,7 @@ def _back_off(slot: PoolContainer, reason: str) -> bool:
         changes.update(status=S.FAILED, status_changed_at=timezone.now(),
                        last_error=f"replacement keeps failing ({failures} times): {reason}"[:500])
     else:
-        changes["retry_after"] = timezone.now() + timezone.timedelta(seconds=backoff_seconds(failures))
+        changes["retry_after"] = timezone.now() + timedelta(seconds=backoff_seconds(failures))
     PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation,
                                  status=slot.status).update(**changes)
     log.warning("%s failed again soon after it was rebuilt (%d): %s", slot, failures, reason)
@@ -347,7 +348,7 @@ def _record_failure(slot: PoolContainer, reason: str) -> None:
     failures = slot.failures + 1
     changes: dict[str, object] = {
         "failures": failures, "last_error": reason[:500],
-        "retry_after": timezone.now() + timezone.timedelta(seconds=backoff_seconds(failures)),
+        "retry_after": timezone.now() + timedelta(seconds=backoff_seconds(failures)),
     }
     if failures >= MAX_FAILURES:
         changes.update(status=S.FAILED, status_changed_at=timezone.now())

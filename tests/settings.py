@@ -11,12 +11,15 @@ os.environ.setdefault("PAAS_INSTANCE", f"test-{_run}")
 os.environ.setdefault("PAAS_DATA_DIR", tempfile.mkdtemp(prefix=f"paas-test-{_run}-"))
 os.environ.setdefault(
     "PAAS_PORT_RANGES",
-    f"nginx={_base}-{_base + 99},apache={_base + 100}-{_base + 199},"
-    f"python={_base + 200}-{_base + 299},node={_base + 300}-{_base + 399}",
+    f"nginx={_base}-{_base + 49},apache={_base + 50}-{_base + 99},"
+    f"python={_base + 100}-{_base + 149},node={_base + 150}-{_base + 199}",
 )
 os.environ.setdefault("PAAS_POOL_SIZES", "nginx=2,apache=1,python=1,node=1")
 os.environ.setdefault("PAAS_TASKS_INLINE", "true")
 os.environ.setdefault("PAAS_BIND_IP", "127.0.0.1")
+
+# The live stack of this run (tests/live.py) uses the upper half of the block.
+LIVE_PORT_BASE = _base + 200
 
 from paas_project.settings import *  # noqa: E402,F403
 

@@ -1,0 +1,142 @@
+"""The live stack: gunicorn, the django-q2 cluster and the watcher as real processes,
+with their own instance label, data dir, SQLite file and port ranges. Used by the
+browser tests, the watcher fault tests and the benchmark smoke test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_ranges(base: int, width: int = 50) -> str:
+    names = ["nginx", "apache", "python", "node"]
+    return ",".join(f"{n}={base + i * width}-{base + (i + 1) * width - 1}"
+                    for i, n in enumerate(names))
+
+
+class LiveStack:
+    """``with LiveStack(instance, port_base, sizes) as stack: stack.url ...``"""
+
+    def __init__(self, *, instance: str, port_base: int, sizes: str,
+                 extra_env: dict[str, str] | None = None, watcher: bool = True,
+                 web_workers: int = 2) -> None:
+        self.instance = instance
+        self.data_dir = Path(tempfile.mkdtemp(prefix=f"paas-{instance}-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.watcher = watcher
+        self.web_workers = web_workers
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "paas_project.settings",
+            "PAAS_INSTANCE": instance,
+            "PAAS_DATA_DIR": str(self.data_dir),
+            "PAAS_PORT_RANGES": port_ranges(port_base),
+            "PAAS_POOL_SIZES": sizes,
+            "PAAS_TASKS_INLINE": "false",
+            "PAAS_BIND_IP": "127.0.0.1",
+            "PAAS_PUBLIC_HOST": "127.0.0.1",
+            "PAAS_MONITOR_INTERVAL": "60",
+            "PAAS_AUTH_THROTTLE": "10000/min",
+            "PAAS_LOGIN_FAILURE_LIMIT": "50",
+            **(extra_env or {}),
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+    def __enter__(self) -> LiveStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, check=check)
+
+    def start(self) -> None:
+        self.manage("migrate", "--noinput")
+        self.manage("collectstatic", "--noinput")
+        self.manage("pool", "init")
+        self.start_process("worker", [sys.executable, "manage.py", "qcluster"])
+        if self.watcher:
+            self.start_watcher()
+        self.start_process("web", [
+            str(Path(sys.executable).parent / "gunicorn"), "paas_project.wsgi:application",
+            "--bind", f"127.0.0.1:{self.port}", "--worker-class", "gthread",
+            "--workers", str(self.web_workers), "--threads", "8",
+        ])
+        self.wait_http("/healthz", timeout=30)
+
+    def start_watcher(self) -> None:
+        self.start_process("watch", [sys.executable, "manage.py", "pool", "watch"])
+        time.sleep(1.0)  # let it subscribe before faults are injected
+
+    def start_process(self, name: str, cmd: list[str]) -> None:
+        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 (lives with the process)
+        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        for name in ["web", "watch", "worker"]:
+            self.stop_process(name)
+        self.remove_containers()
+
+    def remove_containers(self) -> None:
+        ids = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=paas.instance={self.instance}"],
+            capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        subprocess.run(["docker", "network", "rm", f"paas-{self.instance}"],
+                       capture_output=True)
+
+    def log(self, name: str) -> str:
+        path = self.data_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- helpers -------------------------------------------------------------------
+    def wait_http(self, path: str, *, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.url}{path} did not answer; web log:\n"
+                                   + self.log("web")[-3000:])
+            time.sleep(0.2)

@@ -42,6 +42,9 @@ PAAS_ENGINE = env.str("PAAS_ENGINE", default="docker")  # "docker" or "fake" (un
 PAAS_CONTENT_DIR = DATA_DIR / "content"
 # Run queued Docker work inline after commit instead of in the cluster (tests only).
 PAAS_TASKS_INLINE = env.bool("PAAS_TASKS_INLINE", default=False)
+# Fault-injection aid for the tests only: seconds a rebuild waits after creating its
+# container, which widens the window in which a test can kill the worker mid-task.
+PAAS_FAULT_REBUILD_PAUSE = env.float("PAAS_FAULT_REBUILD_PAUSE", default=0.0)
 # Parallel container creations during init/refill: bounded to protect the daemon.
 PAAS_CREATE_PARALLEL = env.int("PAAS_CREATE_PARALLEL", default=4)
 
@@ -195,8 +198,10 @@ Q_CLUSTER = {
     "name": f"paas-{PAAS_INSTANCE}",
     "orm": "default",
     "workers": env.int("PAAS_Q_WORKERS", default=2),
-    "timeout": 120,
-    "retry": 180,  # must exceed timeout, or a slow task is handed out twice
+    "timeout": env.int("PAAS_Q_TIMEOUT", default=120),
+    # Must exceed timeout, or a slow task is handed out twice; a task whose worker was
+    # killed is handed out again after this many seconds.
+    "retry": env.int("PAAS_Q_RETRY", default=180),
     "max_attempts": 3,
     "catch_up": False,
     "poll": 0.2,

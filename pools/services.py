@@ -293,6 +293,8 @@ def slot_rebuild(*, slot_id: int, generation: int) -> bool:
     except EngineError as exc:
         _record_failure(slot, str(exc))
         raise
+    if settings.PAAS_FAULT_REBUILD_PAUSE:
+        time.sleep(settings.PAAS_FAULT_REBUILD_PAUSE)
     final = S.ASSIGNED if slot.status == S.RECOVERING else S.IDLE
     if not _wait_ready(slot, final):
         _record_failure(slot, f"container did not answer HTTP within {READY_TIMEOUT:.0f}s")

@@ -25,7 +25,7 @@ def test_runtimes_seeded_with_defaults_and_env_overrides() -> None:
     assert runtimes["nginx"].pool_size == 2
     assert runtimes["nginx"].content_root == "/usr/share/nginx/html"
     assert runtimes["python"].internal_port == 8080
-    assert runtimes["apache"].port_min == runtimes["nginx"].port_min + 100
+    assert runtimes["apache"].port_min == runtimes["nginx"].port_min + 50
     assert "NET_BIND_SERVICE" in runtimes["nginx"].capabilities
     assert runtimes["python"].capabilities == []
 

@@ -25,6 +25,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = _validation_body(exc.detail)
     elif isinstance(exc, exceptions.Throttled):
         body = {"detail": str(exc.detail), "code": "throttled"}
+    elif isinstance(exc.detail, dict) and "detail" in exc.detail:
+        # simplejwt's errors carry {"detail", "code", "messages"?}: keep its message and code.
+        body = {"detail": str(exc.detail["detail"]), "code": str(exc.detail.get("code", "error"))}
     else:
         codes = exc.get_codes()
         body = {"detail": str(exc.detail), "code": codes if isinstance(codes, str) else "error"}

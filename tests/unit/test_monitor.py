@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -35,7 +36,7 @@ def only_pool(name: str, size: int) -> None:
 def long_ago(slot: PoolContainer) -> None:
     """Pretend the slot's container has been up for a while (not a crash loop)."""
     PoolContainer.objects.filter(pk=slot.pk).update(
-        status_changed_at=timezone.now() - timezone.timedelta(minutes=10))
+        status_changed_at=timezone.now() - timedelta(minutes=10))
 
 
 def test_killed_idle_container_is_replaced_on_the_same_port(
@@ -145,7 +146,7 @@ def test_crash_loop_backs_off_then_ends_failed_without_churn(
         if current.container_id in fake_engine.containers:
             fake_engine.kill(current.container_id)  # the replacement dies at once
         PoolContainer.objects.filter(pk=slot.pk, retry_after__isnull=False).update(
-            retry_after=timezone.now() - timezone.timedelta(seconds=1))  # back-off elapsed
+            retry_after=timezone.now() - timedelta(seconds=1))  # back-off elapsed
         monitor.reconcile_pass()
         if PoolContainer.objects.get(pk=slot.pk).status == S.FAILED:
             break
@@ -174,7 +175,7 @@ def test_stuck_busy_slot_is_retried_under_a_new_generation(
     slot = warm("nginx", 1)[0]
     PoolContainer.objects.filter(pk=slot.pk).update(
         status=S.PROVISIONING,
-        status_changed_at=timezone.now() - timezone.timedelta(seconds=monitor.STUCK_SECONDS + 1))
+        status_changed_at=timezone.now() - timedelta(seconds=monitor.STUCK_SECONDS + 1))
     assert monitor.reconcile_pass()["retried"] == [slot.pk]
     fresh = PoolContainer.objects.get(pk=slot.pk)
     assert fresh.status == S.IDLE and fresh.generation == slot.generation + 1

@@ -1,0 +1,219 @@
+"""The deployments REST API. Views are thin: parse with a serializer, call one service
+or selector, answer. Errors are raised as ``PaasError`` and turned into
+``{detail, code, fields?}`` by ``paas_project.api_errors``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api_docs import ERRORS
+from deployments import selectors, services
+from deployments.errors import Released
+from deployments.models import Deployment
+from deployments.serializers import (
+    DeploymentCreateSerializer,
+    DeploymentDetailSerializer,
+    DeploymentSerializer,
+    FileSerializer,
+    HealthSerializer,
+    LogsQuerySerializer,
+    LogsSerializer,
+    PoolSerializer,
+    RestartResultSerializer,
+    RuntimeSerializer,
+    UploadResultSerializer,
+    UploadSerializer,
+)
+from pools.engine import get_engine
+from pools.errors import UploadTooLarge
+
+MB = 1024 * 1024
+# On one of my deployments: it may be someone else's (404) or released (410).
+MINE = {404: ERRORS[404], 410: ERRORS[410]}
+ENGINE = {502: ERRORS[502], 503: ERRORS[503]}
+
+
+class RuntimesView(APIView):
+    @extend_schema(responses={200: RuntimeSerializer(many=True)},
+                   summary="Runtimes and their availability")
+    def get(self, request: Request) -> Response:
+        return Response(RuntimeSerializer(selectors.runtimes_available(), many=True).data)
+
+
+class DeploymentView(APIView):
+    """Base of the views on the requesting user's deployments."""
+
+    @property
+    def user(self) -> AbstractBaseUser:
+        user = self.request.user
+        assert isinstance(user, AbstractBaseUser)  # IsAuthenticated let it in
+        return user
+
+    def mine(self, pk: int, *, active: bool = False) -> Deployment:
+        """One of the user's deployments (404 otherwise); ``active``: 410 if released."""
+        deployment = selectors.deployment_get_for_user(user=self.user,
+                                                       deployment_id=pk)
+        if active and not deployment.is_active:
+            raise Released()
+        return deployment
+
+    def show(self, deployment: Deployment, serializer: type[DeploymentSerializer] =
+             DeploymentSerializer, code: int = status.HTTP_200_OK) -> Response:
+        return Response(serializer(deployment, context={"request": self.request}).data,
+                        status=code)
+
+
+class DeploymentListView(DeploymentView):
+    @extend_schema(responses={200: DeploymentSerializer(many=True)},
+                   summary="My deployments (released ones included)")
+    def get(self, request: Request) -> Response:
+        deployments = selectors.deployments_for_user(user=self.user)
+        return Response(DeploymentSerializer(deployments, many=True,
+                                             context={"request": request}).data)
+
+    @extend_schema(
+        request=DeploymentCreateSerializer,
+        responses={201: DeploymentSerializer, 400: ERRORS[400], 429: ERRORS[429],
+                   503: ERRORS[503]},
+        summary="Launch: get an idle container of a runtime at once",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = DeploymentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        deployment = services.deployment_create(
+            user=self.user, runtime_name=serializer.validated_data["runtime"],
+        )
+        return self.show(deployment, code=status.HTTP_201_CREATED)
+
+
+class DeploymentDetailView(DeploymentView):
+    @extend_schema(responses={200: DeploymentDetailSerializer, 404: ERRORS[404]},
+                   summary="One of my deployments")
+    def get(self, request: Request, pk: int) -> Response:
+        return self.show(self.mine(pk), DeploymentDetailSerializer)
+
+    @extend_schema(responses={204: None, **MINE}, summary="Release: the container and "
+                   "its files are destroyed")
+    def delete(self, request: Request, pk: int) -> Response:
+        if not services.deployment_release(deployment=self.mine(pk, active=True)):
+            raise Released()  # a concurrent release won
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FilesView(DeploymentView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(responses={200: FileSerializer(many=True), **MINE},
+                   summary="My deployment's files")
+    def get(self, request: Request, pk: int) -> Response:
+        files = services.deployment_files(deployment=self.mine(pk, active=True))
+        return Response(FileSerializer(files, many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={201: UploadResultSerializer, 400: ERRORS[400], 413: ERRORS[413],
+                   **MINE, **ENGINE},
+        summary="Upload files or archives (extracted); they are served / run at once",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        deployment = self.mine(pk, active=True)
+        _refuse_oversized_body(request)
+        serializer = UploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        uploads = [(f.name or "", f) for f in serializer.validated_data["file"]]
+        stored = services.deployment_upload(
+            deployment=deployment, uploads=uploads, path=serializer.validated_data["path"],
+        )
+        return Response({"stored": stored}, status=status.HTTP_201_CREATED)
+
+
+class FileDeleteView(DeploymentView):
+    @extend_schema(responses={204: None, 400: ERRORS[400], **MINE, **ENGINE},
+                   summary="Remove one file")
+    def delete(self, request: Request, pk: int, path: str) -> Response:
+        services.deployment_file_delete(deployment=self.mine(pk, active=True), path=path)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogsView(DeploymentView):
+    @extend_schema(
+        parameters=[LogsQuerySerializer],
+        responses={200: LogsSerializer, 400: ERRORS[400], **MINE, **ENGINE},
+        summary="The container's recent log lines",
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        deployment = self.mine(pk, active=True)
+        query = LogsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        lines = services.deployment_logs(deployment=deployment,
+                                         tail=query.validated_data["tail"])
+        return Response({"lines": lines})
+
+
+class RestartView(DeploymentView):
+    @extend_schema(request=None, responses={202: RestartResultSerializer, **MINE, **ENGINE},
+                   summary="Restart the app (python/node) or reload the web server")
+    def post(self, request: Request, pk: int) -> Response:
+        restarted = services.deployment_restart(deployment=self.mine(pk, active=True))
+        return Response({"restarted": restarted}, status=status.HTTP_202_ACCEPTED)
+
+
+class PoolsView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: PoolSerializer(many=True), 403: ERRORS[403]},
+                   summary="Staff: every pool, its counts and its slots")
+    def get(self, request: Request) -> Response:
+        return Response(PoolSerializer(selectors.pools_overview(), many=True).data)
+
+
+class HealthView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(responses={200: HealthSerializer, 503: HealthSerializer},
+                   summary="Do the database and Docker answer?")
+    def get(self, request: Request) -> Response:
+        checks = {"database": _check(_ping_database), "docker": _check(get_engine().ping)}
+        healthy = all(result == "ok" for result in checks.values())
+        return Response(checks, status=200 if healthy else 503)
+
+
+def _ping_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check(probe: Any) -> str:
+    try:
+        probe()
+    except Exception as exc:  # any failure means "not answering"
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
+
+
+def _refuse_oversized_body(request: Request) -> None:
+    """Answer 413 before reading a body that cannot fit the content limit (the exact
+    check, against the stored total, is the content store's)."""
+    limit = settings.PAAS_MAX_UPLOAD_MB * MB
+    # Room for multipart and archive headers: an archive of many small files is bigger
+    # than its content.
+    slack = settings.PAAS_MAX_UPLOAD_FILES * 2048 + 2 * MB
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit + slack:
+        raise UploadTooLarge(f"upload is over the {settings.PAAS_MAX_UPLOAD_MB} MB limit")
+

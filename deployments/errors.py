@@ -1,0 +1,17 @@
+"""Deployment errors, in the project's one hierarchy (``pools.errors.PaasError``)."""
+
+from pools.errors import PaasError
+
+
+class QuotaExceeded(PaasError):
+    """You already have as many active deployments as your quota allows."""
+
+    code = "quota_exceeded"
+    status = 429
+
+
+class Released(PaasError):
+    """This deployment was released; it can only be read."""
+
+    code = "released"
+    status = 410

@@ -1,0 +1,60 @@
+"""A user's use of a pool slot. The row outlives the slot's assignment (history), so it
+keeps its own copy of the runtime name and port."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from pools.models import PoolContainer, SlotStatus
+
+
+class Deployment(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        RELEASED = "released"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deployments",
+    )
+    slot = models.ForeignKey(
+        PoolContainer, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="deployments",
+    )
+    runtime_name = models.CharField(max_length=32)
+    port = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True,
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot"], condition=Q(status="active"),
+                name="one_active_deployment_per_slot",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.runtime_name}:{self.port} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    @property
+    def state(self) -> str:
+        """What the user sees: ``running``, ``recovering``, ``failed`` or ``released``."""
+        slot = self.slot
+        if not self.is_active or slot is None or slot.owner_id != self.user_id:
+            return "released"
+        return {
+            SlotStatus.ASSIGNED: "running",
+            SlotStatus.RECOVERING: "recovering",
+            SlotStatus.FAILED: "failed",
+        }.get(SlotStatus(slot.status), "released")

@@ -1,0 +1,119 @@
+"""API input and output for deployments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from deployments.models import Deployment
+from deployments.selectors import deployment_last_recovery, deployment_url
+
+STATES = ["running", "recovering", "failed", "released"]
+MAX_TAIL = 5000
+
+
+class RuntimeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    idle = serializers.IntegerField()
+    assigned = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class DeploymentCreateSerializer(serializers.Serializer):
+    runtime = serializers.CharField(max_length=32, help_text="nginx, apache, python or node")
+
+
+class RecoverySerializer(serializers.Serializer):
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    outcome = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    runtime = serializers.CharField(source="runtime_name")
+    status = serializers.ChoiceField(choices=STATES, source="state")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "runtime", "status", "port", "url", "created_at", "released_at"]
+        read_only_fields = fields
+
+    def get_url(self, deployment: Deployment) -> str:
+        return deployment_url(deployment=deployment,
+                              request_host=self.context["request"].get_host())
+
+
+class DeploymentDetailSerializer(DeploymentSerializer):
+    last_recovery = serializers.SerializerMethodField()
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = [*DeploymentSerializer.Meta.fields, "last_recovery"]
+        read_only_fields = fields
+
+    def get_last_recovery(self, deployment: Deployment) -> dict[str, Any] | None:
+        recovery = deployment_last_recovery(deployment=deployment)
+        return None if recovery is None else dict(RecoverySerializer(recovery).data)
+
+
+class FileSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True, use_url=False),
+        allow_empty=False,
+        help_text="One or more files (repeat the field); .zip, .tar and .tar.gz archives "
+                  "are extracted.",
+    )
+    path = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000,
+                                 help_text="Folder to put the files in (default: the root).")
+
+
+class UploadResultSerializer(serializers.Serializer):
+    stored = serializers.ListField(child=serializers.CharField())
+
+
+class LogsQuerySerializer(serializers.Serializer):
+    tail = serializers.IntegerField(min_value=1, max_value=MAX_TAIL, default=100)
+
+
+class LogsSerializer(serializers.Serializer):
+    lines = serializers.ListField(child=serializers.CharField(allow_blank=True))
+
+
+class RestartResultSerializer(serializers.Serializer):
+    restarted = serializers.BooleanField(help_text="False while the container is being "
+                                                   "replaced (it starts fresh anyway).")
+
+
+class SlotSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    port = serializers.IntegerField()
+    status = serializers.CharField()
+    owner = serializers.CharField(allow_null=True)
+    generation = serializers.IntegerField()
+    health = serializers.ChoiceField(choices=["healthy", "unhealthy", "unknown"])
+    health_checked_at = serializers.DateTimeField(allow_null=True)
+
+
+class PoolSerializer(serializers.Serializer):
+    runtime = serializers.CharField()
+    idle = serializers.IntegerField()
+    assigned = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    busy = serializers.IntegerField()
+    total = serializers.IntegerField()
+    pool_size = serializers.IntegerField()
+    enabled = serializers.BooleanField()
+    ports = serializers.CharField()
+    slots = SlotSerializer(many=True)
+
+
+class HealthSerializer(serializers.Serializer):
+    database = serializers.CharField()
+    docker = serializers.CharField()

@@ -1,0 +1,191 @@
+"""Deployment services: a user's use of a pool slot, from launch to release.
+
+A launch is a database claim (no Docker call). Content goes to the slot's store in
+``pools.content`` and is then pushed into the container; the store stays the source of
+truth, so an upload during a recovery reaches the container with the recovery. Every
+action other than reading needs an active deployment (``Released`` otherwise), and the
+release of a slot by an operator goes through here too, so the deployment always ends
+before its slot is recycled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import IO
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.selectors import user_quota
+from deployments.errors import QuotaExceeded, Released
+from deployments.models import Deployment
+from pools import content
+from pools.errors import InvalidInput
+from pools.models import PoolContainer, SlotStatus
+from pools.services import (
+    HELD,
+    runtime_get,
+    slot_claim,
+    slot_content_sync,
+    slot_logs,
+    slot_release,
+    slot_restart,
+)
+
+log = logging.getLogger(__name__)
+ACTIVE = Deployment.Status.ACTIVE
+
+
+# --- launch ---------------------------------------------------------------------------
+def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deployment:
+    """Claim an idle slot of the runtime for ``user``: one transaction, no Docker call.
+    Raises ``UnknownRuntime``/``InvalidInput`` (400), ``QuotaExceeded`` (429) and
+    ``PoolExhausted`` (503)."""
+    runtime = runtime_get(name=runtime_name)
+    if not runtime.enabled:
+        raise InvalidInput(f"runtime '{runtime.name}' is disabled",
+                           fields={"runtime": [f"runtime '{runtime.name}' is disabled"]})
+    with transaction.atomic():
+        # Serialize one user's launches so two at once cannot both pass the quota check
+        # (on SQLite the IMMEDIATE transaction already does).
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values("pk"))
+        _end_orphaned(user_id=user.pk)
+        limit = user_quota(user=user)
+        if Deployment.objects.filter(user_id=user.pk, status=ACTIVE).count() >= limit:
+            raise QuotaExceeded(
+                f"you already have {limit} active deployment(s), your quota; "
+                "release one first"
+            )
+        slot = slot_claim(runtime=runtime, user=user)
+        # The slot was idle, so a deployment still marked active on it is stale (its
+        # slot was released without us): end it, or it could act on this user's slot.
+        Deployment.objects.filter(slot=slot, status=ACTIVE).update(
+            status=Deployment.Status.RELEASED, released_at=timezone.now(),
+        )
+        return Deployment.objects.create(
+            user_id=user.pk, slot=slot, runtime_name=runtime.name, port=slot.port,
+        )
+
+
+def _end_orphaned(*, user_id: int) -> int:
+    """End active deployments whose slot is no longer the user's (the slot was released
+    behind our back, e.g. deleted), so they count neither for the quota nor as active."""
+    return Deployment.objects.filter(user_id=user_id, status=ACTIVE).filter(
+        Q(slot__isnull=True) | ~Q(slot__owner_id=user_id) | ~Q(slot__status__in=HELD)
+    ).update(status=Deployment.Status.RELEASED, released_at=timezone.now())
+
+
+# --- content ----------------------------------------------------------------------------
+def deployment_upload(*, deployment: Deployment, uploads: list[tuple[str, IO[bytes]]],
+                      path: str = "") -> list[str]:
+    """Store the files (archives extracted) under ``path`` and push them into the
+    container. All or nothing: a rejected upload changes nothing. Returns the stored
+    paths."""
+    slot = _held_slot(deployment)
+    stored = content.content_add(slot_id=slot.pk, uploads=uploads, path=path)
+    if not _still_held(deployment, slot):
+        # Released while we wrote: take our files out again before the next user comes.
+        for rel in stored:
+            _forget(slot.pk, rel)
+        raise Released()
+    slot_content_sync(slot=slot)
+    return stored
+
+
+def deployment_files(*, deployment: Deployment) -> list[dict[str, object]]:
+    """``[{"path", "size"}]`` of the deployment's stored files."""
+    slot = _held_slot(deployment)
+    return content.content_list(slot_id=slot.pk)
+
+
+def deployment_file_delete(*, deployment: Deployment, path: str) -> None:
+    """Remove one stored file (``NotFound``; ``UnsafeUpload`` for a path that leaves the
+    root) and push the store into the container."""
+    slot = _held_slot(deployment)
+    content.content_delete(slot_id=slot.pk, path=path)
+    slot_content_sync(slot=slot)
+
+
+# --- the running container --------------------------------------------------------------
+def deployment_logs(*, deployment: Deployment, tail: int = 100) -> list[str]:
+    """The container's last ``tail`` log lines (empty while it is being replaced)."""
+    slot = _held_slot(deployment)
+    if slot.status == SlotStatus.RECOVERING:
+        return []
+    return slot_logs(slot=slot, tail=tail).splitlines()
+
+
+def deployment_restart(*, deployment: Deployment) -> bool:
+    """Restart the user's app (python/node) or reload the web server. False while the
+    container is being replaced: the replacement starts fresh anyway."""
+    slot = _held_slot(deployment)
+    if slot.status != SlotStatus.ASSIGNED:
+        return False
+    slot_restart(slot=slot)
+    return True
+
+
+# --- release ------------------------------------------------------------------------------
+def deployment_release(*, deployment: Deployment) -> bool:
+    """End the deployment, then have its slot recycled (container replaced, files
+    deleted). Idempotent: False when it had already ended."""
+    with transaction.atomic():
+        ended = Deployment.objects.filter(pk=deployment.pk, status=ACTIVE).update(
+            status=Deployment.Status.RELEASED, released_at=timezone.now(),
+        )
+        slot = PoolContainer.objects.filter(pk=deployment.slot_id).first()
+        if ended and slot is not None and slot.owner_id == deployment.user_id:
+            slot_release(slot=slot)
+    deployment.refresh_from_db()
+    return bool(ended)
+
+
+def deployments_release_for_user(*, user: AbstractBaseUser) -> int:
+    """Release everything ``user`` holds (an operator's action, or the user being
+    deactivated): their active deployments and any slot still assigned to them.
+    Returns how many slots were released."""
+    released = sum(
+        deployment_release(deployment=deployment)
+        for deployment in Deployment.objects.filter(user_id=user.pk, status=ACTIVE)
+    )
+    for slot in PoolContainer.objects.filter(owner_id=user.pk, status__in=HELD):
+        released += slot_release(slot=slot)
+    return released
+
+
+def slot_release_by_operator(*, slot: PoolContainer) -> bool:
+    """An operator releases one slot: its active deployment ends through the same path
+    as a user's release; a slot without one is released directly."""
+    deployment = Deployment.objects.filter(slot_id=slot.pk, status=ACTIVE).first()
+    if deployment is not None and deployment_release(deployment=deployment):
+        return True
+    return slot_release(slot=slot)
+
+
+# --- helpers -------------------------------------------------------------------------------
+def _held_slot(deployment: Deployment) -> PoolContainer:
+    """The deployment's slot, fresh from the database, if the deployment is active and
+    the slot still the user's; otherwise ``Released`` (and an orphan is ended)."""
+    deployment.refresh_from_db(fields=["status", "released_at", "slot"])
+    if not deployment.is_active:
+        raise Released()
+    slot = PoolContainer.objects.select_related("runtime").filter(pk=deployment.slot_id).first()
+    if slot is None or not _still_held(deployment, slot):
+        _end_orphaned(user_id=deployment.user_id)
+        raise Released()
+    return slot
+
+
+def _still_held(deployment: Deployment, slot: PoolContainer) -> bool:
+    slot.refresh_from_db(fields=["status", "owner", "container_id", "generation"])
+    return slot.owner_id == deployment.user_id and slot.status in HELD
+
+
+def _forget(slot_id: int, rel: str) -> None:
+    try:
+        content.content_delete(slot_id=slot_id, path=rel)
+    except Exception:  # best effort: the file may be gone with the recycle already
+        log.warning("could not remove %s from slot %s after a release", rel, slot_id)

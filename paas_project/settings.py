@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served by us: the docs page works offline
     "django_q",
     "axes",
     "pools",
@@ -183,6 +184,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Pre-warmed Docker containers handed out in milliseconds.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Brute-force lockout (django-axes) ---------------------------------------

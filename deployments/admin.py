@@ -1,0 +1,27 @@
+"""Deployments in the admin: read-only history of who used which slot when."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from deployments.models import Deployment
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["id", "user", "runtime_name", "port", "status", "state", "created_at",
+                    "released_at"]
+    list_filter = ["status", "runtime_name"]
+    search_fields = ["user__username", "=port"]
+    list_select_related = ["user", "slot"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

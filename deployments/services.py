@@ -11,6 +11,7 @@ before its slot is recycled.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import IO
 
 from django.contrib.auth import get_user_model
@@ -79,7 +80,7 @@ def _end_orphaned(*, user_id: int) -> int:
 
 
 # --- content ----------------------------------------------------------------------------
-def deployment_upload(*, deployment: Deployment, uploads: list[tuple[str, IO[bytes]]],
+def deployment_upload(*, deployment: Deployment, uploads: Sequence[tuple[str, IO[bytes]]],
                       path: str = "") -> list[str]:
     """Store the files (archives extracted) under ``path`` and push them into the
     container. All or nothing: a rejected upload changes nothing. Returns the stored

@@ -1,6 +1,19 @@
+"""URLs: the admin, the REST API with its schema and docs, and the health check.
+The web pages (``/``, ``/login/``, ``/dashboard/``…) are added by their own apps."""
+
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from deployments.api import HealthView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/auth/", include("accounts.api_urls")),
+    path("api/", include("deployments.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("healthz", HealthView.as_view(), name="healthz"),
+    path("", include("accounts.page_urls")),
+    path("", include("deployments.page_urls")),
 ]

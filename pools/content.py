@@ -20,7 +20,7 @@ import tarfile
 import uuid
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -456,7 +456,7 @@ def _commit(tree: Path, root: Path) -> list[str]:
 # --- Public API --------------------------------------------------------------------
 
 
-def content_add(*, slot_id: int, uploads: list[tuple[str, IO[bytes]]], path: str = "") -> list[str]:
+def content_add(*, slot_id: int, uploads: Sequence[tuple[str, IO[bytes]]], path: str = "") -> list[str]:
     """Store uploaded files under the folder ``path`` of the slot's store, extracting
     .zip/.tar/.tar.gz/.tgz archives there; other files keep only their base name.
     Each file object is read from its current position. All or nothing: on any error the

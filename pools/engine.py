@@ -151,20 +151,31 @@ class DockerEngine:
 
     # -- networks -----------------------------------------------------------------
     def ensure_network(self, name: str, labels: dict[str, str]) -> None:
-        if self._call(self._client.networks.list, names=[name]):
+        if self._networks_named(name):
             return
         try:
             self._call(
                 self._client.networks.create, name, driver="bridge", labels=labels,
+                check_duplicate=True,
                 # No traffic between user containers: each only talks to the outside.
                 options={"com.docker.network.bridge.enable_icc": "false"},
             )
         except EngineError:
-            if not self._call(self._client.networks.list, names=[name]):
+            if not self._networks_named(name):
                 raise  # a racing creator is fine; anything else is not
+        # Docker allows two networks of one name, and then refuses to attach a container
+        # to either ("ambiguous"): if processes raced, keep the oldest, drop the rest.
+        for extra in self._networks_named(name)[1:]:
+            with contextlib.suppress(EngineError):
+                self._call(extra.remove)
+
+    def _networks_named(self, name: str) -> list[Any]:
+        found = self._call(self._client.networks.list, names=[name])
+        exact = [n for n in found if n.name == name]  # the filter matches substrings too
+        return sorted(exact, key=lambda n: (n.attrs.get("Created", ""), n.id))
 
     def remove_network(self, name: str) -> None:
-        for network in self._call(self._client.networks.list, names=[name]):
+        for network in self._networks_named(name):
             # Still in use or already gone: the next cleanup retries.
             with contextlib.suppress(EngineError):
                 self._call(network.remove)

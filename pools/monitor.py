@@ -134,8 +134,9 @@ def pool_refill() -> dict[str, int]:
 
 
 # --- the watcher (fast path) --------------------------------------------------------
-class _Stop(Exception):
-    pass
+class _Stop(BaseException):
+    """Raised by the signal handler; not an Exception, so that no ``except Exception``
+    on the way (the engine's events stream turns those into "unreachable") swallows it."""
 
 
 def watch(*, say: Callable[[str], None] = print, max_events: int | None = None) -> None:

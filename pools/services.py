@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -219,7 +220,10 @@ def slot_recover(*, slot: PoolContainer, reason: str, trigger: str = "reconcile"
     if slot.retry_after and slot.retry_after > now:
         return False  # backing off; the pass after retry_after tries again
     failures = slot.failures
-    recent = (now - slot.status_changed_at).total_seconds() < STABLE_SECONDS
+    # A claim changes the status, not the container: only a (re)build starts the clock.
+    claimed_since_built = slot.assigned_at is not None and slot.assigned_at >= slot.status_changed_at
+    recent = (not claimed_since_built
+              and (now - slot.status_changed_at).total_seconds() < STABLE_SECONDS)
     if recent and not slot.retry_after:
         return _back_off(slot, reason)
     if not recent:
@@ -389,13 +393,17 @@ def network_name() -> str:
 
 
 _networks_ready: set[str] = set()
+# Docker happily creates two networks of one name (and then refuses to start containers
+# on either: "ambiguous"), so the parallel creators of one process check-and-create in turn.
+_network_lock = threading.Lock()
 
 
 def ensure_network() -> None:
     name = network_name()
-    if name not in _networks_ready:
-        get_engine().ensure_network(name, {LABEL_INSTANCE: settings.PAAS_INSTANCE})
-        _networks_ready.add(name)
+    with _network_lock:
+        if name not in _networks_ready:
+            get_engine().ensure_network(name, {LABEL_INSTANCE: settings.PAAS_INSTANCE})
+            _networks_ready.add(name)
 
 
 def content_push(*, slot: PoolContainer, container_id: str) -> None:

@@ -243,7 +243,7 @@ def test_staff_edit_a_users_quota_in_the_user_admin(
     from django.test import Client
 
     admin = Client()
-    admin.force_login(charlie)
+    admin.force_login(charlie)  # type: ignore[arg-type]
     page = admin.get(f"/admin/auth/user/{alice.pk}/change/")
     assert page.status_code == 200
     assert b"quota-0-max_deployments" in page.content

@@ -67,6 +67,7 @@ def test_reinitialize_and_release_actions_report_done_and_skipped(
     idle, _ = warm("nginx", 2)
     deployment = deployment_create(user=alice, runtime_name="nginx")
     held = deployment.slot_id
+    assert held is not None
     other = idle.pk if idle.pk != held else _.pk
     message = action(operator, CHANGELIST, "release", [held, other])
     assert "released" in message and "(was alice)" in message and "not assigned" in message

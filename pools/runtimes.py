@@ -8,7 +8,8 @@ from django.conf import settings
 
 from pools.errors import InvalidInput
 
-WEB_CAPS = "CHOWN,SETUID,SETGID,NET_BIND_SERVICE,DAC_OVERRIDE"
+# nginx and apache start as root to bind port 80 and drop to uid 1000 for their workers.
+WEB_CAPS = "SETUID,SETGID,NET_BIND_SERVICE"
 
 
 @dataclass(frozen=True)

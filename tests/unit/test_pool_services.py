@@ -48,7 +48,7 @@ def test_init_fills_every_pool_to_size_with_running_labelled_containers(
 def test_spec_is_hardened(fake_engine: FakeEngine, warm: Callable) -> None:
     slot = warm("nginx", 1)[0]
     spec = fake_engine.specs[slot.container_id]
-    assert spec.cap_add == ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "DAC_OVERRIDE"]
+    assert spec.cap_add == ["SETUID", "SETGID", "NET_BIND_SERVICE"]
     assert spec.mem_limit_mb > 0 and spec.pids_limit > 0 and spec.cpus > 0
     assert spec.network == f"paas-{services.settings.PAAS_INSTANCE}"
     assert spec.host_port == slot.port and spec.internal_port == 80

@@ -300,8 +300,9 @@ def slot_rebuild(*, slot_id: int, generation: int) -> bool:
     if settings.PAAS_FAULT_REBUILD_PAUSE:
         time.sleep(settings.PAAS_FAULT_REBUILD_PAUSE)
     final = S.ASSIGNED if slot.status == S.RECOVERING else S.IDLE
-    if not _wait_ready(slot, final):
-        _record_failure(slot, f"container did not answer HTTP within {READY_TIMEOUT:.0f}s")
+    problem = _wait_ready(slot, final, container_id)
+    if problem:
+        _record_failure(slot, problem)
         return False
     now = timezone.now()
     won = PoolContainer.objects.filter(pk=slot_id, generation=generation, status=slot.status).update(
@@ -336,17 +337,26 @@ def _replace_container(slot: PoolContainer) -> str:
     return engine.create(slot_spec(slot)).id
 
 
-def _wait_ready(slot: PoolContainer, final: str) -> bool:
-    """Wait for HTTP, except for an assigned app slot: the user's app may be down, which
-    is the user's business, not a reason to hold the slot."""
-    if final == S.ASSIGNED and slot.runtime.app_runtime:
-        return True
+def _wait_ready(slot: PoolContainer, final: str, container_id: str) -> str:
+    """Wait until the port answers HTTP; "" when ready, else why not. An assigned app
+    slot only has to be running: the user's app may be down, which is the user's
+    business, not a reason to hold the slot. A container that exits stops the wait."""
+    check_http = not (final == S.ASSIGNED and slot.runtime.app_runtime)
     deadline = time.monotonic() + READY_TIMEOUT
+    next_inspect = 0.0
     while time.monotonic() < deadline:
-        if health.http_answers(slot.port, timeout=0.5):
-            return True
+        if check_http and health.http_answers(slot.port, timeout=0.5):
+            return ""
+        if time.monotonic() >= next_inspect:
+            info = get_engine().inspect(container_id)
+            if info is None or not info.running:
+                state = f"exited with code {info.exit_code}" if info else "is gone"
+                return f"the new container {state}"
+            if not check_http:
+                return ""
+            next_inspect = time.monotonic() + 0.5
         time.sleep(0.05)
-    return False
+    return f"the new container did not answer HTTP within {READY_TIMEOUT:.0f}s"
 
 
 def _record_failure(slot: PoolContainer, reason: str) -> None:

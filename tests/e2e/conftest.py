@@ -21,7 +21,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 NGINX_SLOTS = 3  # one per test that launches, so none waits for a recycle
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack() -> Iterator[LiveStack]:
     from pools.engine import LABEL_INSTANCE, DockerEngine
     from pools.imagebuild import build_images

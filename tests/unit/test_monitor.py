@@ -204,3 +204,36 @@ def test_schedule_install_is_idempotent() -> None:
     schedule = Schedule.objects.get(name=monitor.SCHEDULE_NAME)
     assert schedule.func == "pools.tasks.reconcile"
     assert schedule.minutes == max(1, round(settings.PAAS_MONITOR_INTERVAL / 60))
+
+
+def test_container_killed_right_after_a_claim_is_recovered_at_once(
+        fake_engine: FakeEngine, warm: Callable, alice) -> None:
+    """A claim is not a rebuild: the back-off clock only starts when a container is built."""
+    only_pool("nginx", 1)
+    slot = warm("nginx", 1)[0]
+    long_ago(slot)
+    slot = services.slot_claim(runtime=slot.runtime, user=alice)
+    fake_engine.kill(slot.container_id)
+    assert monitor.handle_event(slot.container_id, "die", {"paas.slot": str(slot.pk)},
+                                say=lambda s: None)
+    fresh = PoolContainer.objects.get(pk=slot.pk)
+    assert fresh.status == S.ASSIGNED and fresh.container_id != slot.container_id
+
+
+def test_replacement_that_exits_at_once_is_recorded_with_its_exit(
+        fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, warm: Callable) -> None:
+    only_pool("nginx", 1)
+    slot = warm("nginx", 1)[0]
+    monkeypatch.setattr(health, "http_answers", lambda port, **kw: False)
+    real_create = fake_engine.create
+
+    def create_dead(spec):  # the new container dies straight away
+        info = real_create(spec)
+        fake_engine.kill(info.id)
+        return info
+
+    monkeypatch.setattr(fake_engine, "create", create_dead)
+    assert services.slot_reinitialize(slot=slot)
+    fresh = PoolContainer.objects.get(pk=slot.pk)
+    assert fresh.status == S.PROVISIONING and fresh.failures == 1
+    assert "exited with code 137" in fresh.last_error

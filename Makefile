@@ -53,3 +53,13 @@ clean-test: docker
 	@docker ps -aq --filter label=paas.instance | while read -r id; do \
 	  inst=$$(docker inspect -f '{{index .Config.Labels "paas.instance"}}' $$id); \
 	  case "$$inst" in test-*) docker rm -f $$id >/dev/null;; esac; done
+
+# Deployment tests: ansible-lint + syntax check, shellcheck, vagrant validate, and a real
+# converge of infrastructure/site.yml on a fresh Debian 12 systemd container (idempotent).
+deploy-test: docker
+	infrastructure/scripts/deploy-test.sh all
+
+# The benchmark (issue 8): its own live stack and instance; writes bench-results/.
+# `make bench BENCH_ARGS=--small` is the quick smoke-sized run.
+bench: setup
+	$(PY) infrastructure/bench/bench.py $(BENCH_ARGS)

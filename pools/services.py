@@ -167,9 +167,9 @@ def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
     Racing claimers each try a random idle candidate; losing a race is normal and just
     means trying another. Raises ``PoolExhausted`` when none is left."""
     for _attempt in range(8):
-        candidates = list(
+        candidates = list(  # no ordering: the model's default would join runtimes
             PoolContainer.objects.filter(runtime=runtime, status=S.IDLE)
-            .values_list("pk", flat=True)[:16]
+            .order_by().values_list("pk", flat=True)[:16]
         )
         if not candidates:
             break
@@ -180,7 +180,9 @@ def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
                 status=S.ASSIGNED, owner=user, assigned_at=now, status_changed_at=now,
             )
             if won:
-                return PoolContainer.objects.select_related("runtime").get(pk=pk)
+                slot = PoolContainer.objects.get(pk=pk)
+                slot.runtime = runtime
+                return slot
     raise PoolExhausted(
         f"no idle {runtime.name} container is available right now; try again in a moment"
     )

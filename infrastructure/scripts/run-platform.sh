@@ -28,7 +28,7 @@ trap stop INT TERM
 "$py" manage.py qcluster & pids+=($!)
 "$py" manage.py pool watch & pids+=($!)
 .venv/bin/gunicorn paas_project.wsgi:application --bind "0.0.0.0:$port" \
-  --worker-class gthread --workers "${PAAS_WEB_WORKERS:-2}" --threads "${PAAS_WEB_THREADS:-8}" \
+  --worker-class gthread --workers "${PAAS_WEB_WORKERS:-2}" --threads "${PAAS_WEB_THREADS:-8}" --preload \
   --access-logfile - --graceful-timeout 5 & pids+=($!)
 echo "platform running on http://localhost:$port/ (admin: /admin/); Ctrl-C stops it"
 wait -n "${pids[@]}"

@@ -1,0 +1,919 @@
+#!/usr/bin/env python3
+"""The platform benchmark: hand-out, release, recovery and scale on the real stack.
+
+``make bench`` (or ``.venv/bin/python infrastructure/bench/bench.py [--small]``) starts
+a live stack of its own (gunicorn, the django-q2 cluster and the watcher, see
+``tests/live.py``) under its own ``PAAS_INSTANCE`` label, data dir and port ranges,
+measures, removes every container it made and writes ``bench-results/bench-<date>.json``
+and a markdown table (printed, and written to ``bench-results/latest.md``).
+
+Sections (see docs/BENCHMARKS.md for what each one measures and why):
+  1 claim_sequential  POST /api/deployments/ one after the other, keep-alive
+  2 burst             N concurrent clients claiming from a large idle nginx pool
+  3 cold_start        ``docker run`` of the nginx image until its port answers HTTP
+  4 release_to_idle   DELETE /api/deployments/{id}/ -> the slot is idle again
+  5 kill_recovery     ``docker kill`` -> the user's file served again (watcher; reconcile)
+  6 pool_init         ``manage.py pool add nginx N`` wall time and containers/s
+  7 upload            upload -> new content at the URL (nginx index.html; python app.py)
+  8 memory            PSS of the platform processes; memory of an idle container
+The benchmark asserts nothing: it reports each measure next to its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.live import LiveStack  # noqa: E402
+
+PASSWORD = "bench-Secret-123"
+KILL_FILE = "bench-kill.txt"
+# The pools' rule: a container that dies within this many seconds of its slot's last
+# status change counts as a repeat failure and backs off instead of being replaced at
+# once (pools.services.STABLE_SECONDS). Kill targets are claimed early and killed only
+# once they are older than this, so the measure is the normal recovery path.
+STABLE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Sizes:
+    warmup: int  # claims before the sequential measure (not counted)
+    seq: int  # sequential claims
+    burst_clients: int
+    burst_per_client: int
+    cold_reps: int
+    release_reps: int
+    kill_watch_reps: int
+    kill_reconcile_reps: int
+    init_count: int
+    upload_reps: int
+    app_reps: int
+    margin: int  # spare idle nginx slots
+
+    @property
+    def burst_claims(self) -> int:
+        return self.burst_clients * self.burst_per_client
+
+    @property
+    def kill_reps(self) -> int:
+        return self.kill_watch_reps + self.kill_reconcile_reps
+
+    @property
+    def nginx_pool(self) -> int:
+        # warm-up + sequential + burst + one slot for release (it comes back idle) +
+        # kill targets + the upload deployment + spare.
+        return (self.warmup + self.seq + self.burst_claims + 1 + self.kill_reps + 1
+                + self.margin)
+
+
+FULL = Sizes(warmup=10, seq=200, burst_clients=32, burst_per_client=7, cold_reps=5,
+             release_reps=10, kill_watch_reps=5, kill_reconcile_reps=3, init_count=40,
+             upload_reps=5, app_reps=3, margin=8)
+SMALL = Sizes(warmup=1, seq=4, burst_clients=2, burst_per_client=2, cold_reps=1,
+              release_reps=1, kill_watch_reps=1, kill_reconcile_reps=1, init_count=3,
+              upload_reps=1, app_reps=1, margin=1)
+
+
+# --- targets (issue 8, 2-core machine) ---------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    key: str  # dotted path into the results' sections
+    label: str
+    unit: str
+    op: str  # "<=", ">=", "==" or "" (informational)
+    limit: float | None = None
+
+
+TARGETS = [
+    Target("claim_sequential.p50_ms", "1. claim, sequential: p50", "ms", "<=", 5),
+    Target("claim_sequential.p95_ms", "1. claim, sequential: p95", "ms", ""),
+    Target("claim_sequential.p99_ms", "1. claim, sequential: p99", "ms", "<=", 15),
+    Target("burst.throughput_per_s", "2. burst: throughput", "claims/s", ">=", 300),
+    Target("burst.p50_ms", "2. burst: p50", "ms", ""),
+    Target("burst.p99_ms", "2. burst: p99", "ms", "<=", 150),
+    Target("burst.errors", "2. burst: errors", "", "==", 0),
+    Target("cold_start.median_ms", "3. cold start (docker run → HTTP): median", "ms", ""),
+    Target("cold_start.ratio_vs_claim_p50", "3. cold start / claim p50", "×", ">=", 20),
+    Target("release_to_idle.p50_ms", "4. release → slot idle: p50", "ms", "<=", 1000),
+    Target("kill_recovery.watcher.p50_ms", "5. kill → file served, watcher: p50", "ms",
+           "<=", 3000),
+    Target("kill_recovery.reconcile.p50_ms",
+           "5. kill → file served, reconcile pass: p50", "ms", ""),
+    Target("pool_init.wall_s", "6. pool init: wall time", "s", "<=", 10),
+    Target("pool_init.containers_per_s", "6. pool init: containers/s", "/s", ""),
+    Target("upload.nginx.p50_ms", "7. upload → visible, nginx index.html: p50", "ms", ""),
+    Target("upload.python.p50_ms", "7. upload → new answer, python app.py: p50", "ms", ""),
+    Target("memory.platform_pss_mb", "8. platform PSS (web + cluster + watcher)", "MB",
+           "<=", 300),
+    Target("memory.container_mb.nginx", "8. idle container: nginx", "MiB", ""),
+    Target("memory.container_mb.apache", "8. idle container: apache", "MiB", ""),
+    Target("memory.container_mb.python", "8. idle container: python", "MiB", ""),
+    Target("memory.container_mb.node", "8. idle container: node", "MiB", ""),
+]
+ALL_RUNTIMES = ("nginx", "apache", "python", "node")
+# Slots besides nginx: one idle container each for the memory measure, and python one
+# more for the app upload.
+EXTRA_SLOTS = {"apache": 1, "python": 2, "node": 1}
+SECTIONS = ["claim_sequential", "burst", "cold_start", "release_to_idle", "kill_recovery",
+            "pool_init", "upload", "memory"]
+
+
+# --- small helpers ------------------------------------------------------------------------
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: p99 of 200 samples is the 198th)."""
+    if not values:
+        raise ValueError("no samples")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.4999)))
+    return ordered[rank - 1]
+
+
+def summary_ms(samples_s: list[float]) -> dict[str, Any]:
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p95_ms": round(percentile(ms, 95), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+        "min_ms": round(min(ms), 2),
+        "max_ms": round(max(ms), 2),
+    }
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def run(cmd: list[str], *, check: bool = True, timeout: float = 300,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=timeout,
+                          cwd=ROOT, env=env)
+
+
+def http_text(port: int, path: str = "/", timeout: float = 1.0) -> tuple[int, str]:
+    """(status, body) of GET 127.0.0.1:port/path; (0, error) when nothing answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "paas-bench", "Connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return 0, str(exc)
+    finally:
+        conn.close()
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.01) -> float:
+    """Poll ``check`` until true; return the seconds it took. TimeoutError otherwise."""
+    start = time.perf_counter()
+    while True:
+        if check():
+            return time.perf_counter() - start
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"condition not met within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def docker_mem_mib(container_id: str) -> tuple[float, str]:
+    """The container's memory use in MiB as ``docker stats`` computes it (usage minus
+    inactive page cache), and where it came from. Where ``docker stats`` has no numbers
+    (it answers "0B / 0B" on some hosts) the same formula is read from the cgroup."""
+    out = run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}",
+               container_id]).stdout.strip()
+    match = re.match(r"([\d.]+)\s*([KMG]i?B|B)", out)
+    if match and float(match.group(1)) > 0:
+        factor = {"B": 1 / 2**20, "KiB": 1 / 1024, "kB": 1 / 1024, "KB": 1 / 1024,
+                  "MiB": 1.0, "MB": 1.0, "GiB": 1024.0, "GB": 1024.0}[match.group(2)]
+        return round(float(match.group(1)) * factor, 2), "docker stats"
+    full = run(["docker", "inspect", "-f", "{{.Id}}", container_id]).stdout.strip()
+    for usage_file, stat_file, inactive in (
+        (f"/sys/fs/cgroup/memory/docker/{full}/memory.usage_in_bytes",
+         f"/sys/fs/cgroup/memory/docker/{full}/memory.stat", "total_inactive_file"),
+        (f"/sys/fs/cgroup/system.slice/docker-{full}.scope/memory.current",
+         f"/sys/fs/cgroup/system.slice/docker-{full}.scope/memory.stat", "inactive_file"),
+    ):
+        try:
+            usage = int(Path(usage_file).read_text())
+            stats = dict(line.split() for line in Path(stat_file).read_text().splitlines())
+        except OSError:
+            continue
+        used = usage - int(stats.get(inactive, 0))
+        return round(used / 2**20, 2), "cgroup (docker stats answered " + repr(out) + ")"
+    raise ValueError(f"no memory figure for {container_id}: docker stats said {out!r}")
+
+
+def process_groups_pss(pgids: dict[str, int]) -> dict[str, Any]:
+    """Sum PSS/RSS (from /proc/<pid>/smaps_rollup) of every process in each group."""
+    groups: dict[str, dict[str, Any]] = {
+        name: {"pss_kb": 0, "rss_kb": 0, "processes": 0} for name in pgids}
+    by_pgid = {pgid: name for name, pgid in pgids.items()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # pgrp is the 3rd field after "(comm)"; comm may contain spaces.
+            pgrp = int(stat.rsplit(")", 1)[1].split()[2])
+            if pgrp not in by_pgid:
+                continue
+            rollup = (entry / "smaps_rollup").read_text()
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended meanwhile
+        fields = dict(re.findall(r"^(\w+):\s+(\d+) kB", rollup, re.MULTILINE))
+        group = groups[by_pgid[pgrp]]
+        group["pss_kb"] += int(fields.get("Pss", 0))
+        group["rss_kb"] += int(fields.get("Rss", 0))
+        group["processes"] += 1
+    return groups
+
+
+def machine_info() -> dict[str, Any]:
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    docker = run(["docker", "version", "--format", "{{.Server.Version}}"],
+                 check=False).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "docker": docker,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+# --- the client side of the API ------------------------------------------------------------
+class Client:
+    """One keep-alive HTTP session as one user."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def claim(self, runtime: str = "nginx") -> tuple[float, int, dict[str, Any]]:
+        start = time.perf_counter()
+        resp = self.session.post(f"{self.base}/api/deployments/", json={"runtime": runtime},
+                                 timeout=30)
+        elapsed = time.perf_counter() - start
+        body = resp.json() if resp.headers.get("content-type", "").startswith(
+            "application/json") else {}
+        return elapsed, resp.status_code, body
+
+    def claim_ok(self, runtime: str = "nginx") -> dict[str, Any]:
+        _, code, body = self.claim(runtime)
+        if code != 201:
+            raise RuntimeError(f"claim of {runtime} answered {code}: {body}")
+        return body
+
+    def release(self, deployment_id: int) -> float:
+        start = time.perf_counter()
+        resp = self.session.delete(f"{self.base}/api/deployments/{deployment_id}/", timeout=30)
+        if resp.status_code != 204:
+            raise RuntimeError(f"release answered {resp.status_code}: {resp.text[:300]}")
+        return time.perf_counter() - start
+
+    def upload(self, deployment_id: int, name: str, data: bytes) -> float:
+        start = time.perf_counter()
+        resp = self.session.post(f"{self.base}/api/deployments/{deployment_id}/files/",
+                                 files={"file": (name, data)}, timeout=60)
+        if resp.status_code != 201:
+            raise RuntimeError(f"upload answered {resp.status_code}: {resp.text[:300]}")
+        return time.perf_counter() - start
+
+
+class SlotDB:
+    """Read-only look at the slots table of the stack's SQLite file: the pool status
+    straight from the database, cheap enough to poll every 10 ms."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10,
+                                    check_same_thread=False)
+        self.lock = threading.Lock()
+
+    def slot(self, port: int) -> dict[str, Any]:
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT id, status, generation, container_id FROM pools_poolcontainer "
+                "WHERE port = ?", (port,)).fetchone()
+        if row is None:
+            raise LookupError(f"no slot on port {port}")
+        return {"id": row[0], "status": row[1], "generation": row[2], "container_id": row[3]}
+
+    def idle_container(self, runtime: str) -> str:
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT s.container_id FROM pools_poolcontainer s JOIN pools_runtime r "
+                "ON r.id = s.runtime_id WHERE r.name = ? AND s.status = 'idle' "
+                "AND s.container_id != '' ORDER BY s.port LIMIT 1", (runtime,)).fetchone()
+        if row is None:
+            raise LookupError(f"no idle {runtime} slot")
+        return str(row[0])
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT status, COUNT(*) FROM pools_poolcontainer GROUP BY status").fetchall()
+        return {str(status): int(n) for status, n in rows}
+
+
+# --- the benchmark ------------------------------------------------------------------------
+class Bench:
+    def __init__(self, sizes: Sizes, *, small: bool, port_base: int,
+                 runtimes: tuple[str, ...] = ALL_RUNTIMES) -> None:
+        self.sizes = sizes
+        self.runtimes = runtimes
+        self.small = small
+        self.instance = f"bench-{os.getpid()}{random.randint(100, 999)}"
+        self.port_base = port_base
+        b = port_base
+        nginx_top = b + sizes.nginx_pool + sizes.init_count + 40
+        self.cold_ports = range(nginx_top + 100, nginx_top + 140)
+        ranges = (f"nginx={b}-{nginx_top},apache={nginx_top + 1}-{nginx_top + 20},"
+                  f"python={nginx_top + 21}-{nginx_top + 40},"
+                  f"node={nginx_top + 41}-{nginx_top + 60}")
+        self.stack = LiveStack(
+            instance=self.instance, port_base=port_base,
+            sizes=f"nginx={sizes.nginx_pool},"
+                  + ",".join(f"{rt}={EXTRA_SLOTS[rt] if rt in runtimes else 0}"
+                             for rt in ALL_RUNTIMES[1:]),
+            extra_env={
+                "PAAS_PORT_RANGES": ranges,
+                "PAAS_USER_QUOTA": "1000",
+                "PAAS_AUTH_THROTTLE": "100000/min",
+                "PAAS_LOGIN_FAILURE_LIMIT": "1000",
+                "PAAS_ACCESS_TOKEN_MINUTES": "600",
+                "PAAS_MONITOR_INTERVAL": "3600",
+                "PAAS_LOG_LEVEL": "WARNING",
+            },
+            watcher=True,
+            web_workers=int(os.environ.get("BENCH_WEB_WORKERS", "2")),
+        )
+        self.results: dict[str, Any] = {}
+        self.tokens: dict[str, str] = {}
+        self.cold_containers: list[str] = []
+        self.kill_targets: list[dict[str, Any]] = []
+        self.kill_ready_at = 0.0
+        self.db: SlotDB | None = None
+
+    # -- set-up -----------------------------------------------------------------------
+    def setup(self) -> dict[str, Any]:
+        s = self.sizes
+        info: dict[str, Any] = {"instance": self.instance, "ranges":
+                                self.stack.env["PAAS_PORT_RANGES"],
+                                "pool_sizes": self.stack.env["PAAS_POOL_SIZES"]}
+        say(f"instance {self.instance}, data dir {self.stack.data_dir}")
+        self.stack.manage("migrate", "--noinput")
+        started = time.perf_counter()
+        build = self.stack.manage("pool", "build-images", *self.runtimes, check=False)
+        if build.returncode != 0:
+            raise RuntimeError("pool build-images failed:\n" + build.stdout[-2000:]
+                               + build.stderr[-2000:])
+        info["build_images_s"] = round(time.perf_counter() - started, 1)
+        say(f"images ready ({info['build_images_s']} s); starting the stack: "
+            f"{self.stack.env['PAAS_POOL_SIZES']}")
+        # The instance's network is made here, before `pool init` creates containers in
+        # parallel: its threads each check-then-create it, and Docker accepts duplicate
+        # names, so a fresh instance can end with several and every create fails with
+        # "network ... is ambiguous" (reported; see docs/BENCHMARKS.md).
+        self.stack.manage("shell", "-c", "from pools.services import ensure_network; "
+                          "ensure_network()")
+        started = time.perf_counter()
+        self.stack.start()
+        elapsed = time.perf_counter() - started
+        total = s.nginx_pool + sum(EXTRA_SLOTS.get(rt, 0) for rt in self.runtimes)
+        info["stack_start_s"] = round(elapsed, 1)
+        info["stack_start_containers"] = total
+        say(f"stack up at {self.stack.url} in {elapsed:.1f} s ({total} containers)")
+        self.db = SlotDB(self.stack.data_dir / "paas.sqlite3")
+        info["slots_after_start"] = self.db.counts()
+        if info["slots_after_start"].get("idle", 0) != total:
+            raise RuntimeError(f"not every slot came up idle: {info['slots_after_start']}")
+
+        # Users: one through the real API (register + token), the rest made in one shell
+        # call with JWTs minted directly (PBKDF2 for 40 logins would only slow set-up).
+        resp = requests.post(f"{self.stack.url}/api/auth/register/", json={
+            "username": "bench-api", "email": "bench-api@example.com",
+            "password": PASSWORD}, timeout=30)
+        if resp.status_code != 201:
+            raise RuntimeError(f"register answered {resp.status_code}: {resp.text[:300]}")
+        resp = requests.post(f"{self.stack.url}/api/auth/token/", json={
+            "username": "bench-api", "password": PASSWORD}, timeout=30)
+        resp.raise_for_status()
+        self.tokens["bench-api"] = resp.json()["access"]
+        names = ["bench-seq", "bench-ops", *(f"bench-burst-{i}" for i in range(s.burst_clients))]
+        script = (
+            "import json\n"
+            "from django.contrib.auth import get_user_model\n"
+            "from django.contrib.auth.hashers import make_password\n"
+            "from rest_framework_simplejwt.tokens import AccessToken\n"
+            "U = get_user_model()\n"
+            f"names = {names!r}\n"
+            f"pw = make_password({PASSWORD!r})\n"
+            "U.objects.bulk_create([U(username=n, email=n + '@example.com', password=pw)"
+            " for n in names])\n"
+            "out = {u.username: str(AccessToken.for_user(u))"
+            " for u in U.objects.filter(username__in=names)}\n"
+            "print('BENCH-TOKENS ' + json.dumps(out))\n"
+        )
+        out = self.stack.manage("shell", "-c", script).stdout
+        line = next(x for x in out.splitlines() if x.startswith("BENCH-TOKENS "))
+        self.tokens.update(json.loads(line.split(" ", 1)[1]))
+
+        # Kill targets: claimed now with a file each, killed later (see STABLE_SECONDS).
+        ops = self.client("bench-ops")
+        for i in range(s.kill_reps):
+            dep = ops.claim_ok("nginx")
+            token = f"kill-target-{i}-{random.getrandbits(48):x}"
+            ops.upload(dep["id"], KILL_FILE, token.encode())
+            self.kill_targets.append({"deployment": dep["id"], "port": dep["port"],
+                                      "token": token})
+        self.kill_ready_at = time.monotonic() + STABLE_SECONDS + 1
+        return info
+
+    def client(self, user: str) -> Client:
+        return Client(self.stack.url, self.tokens[user])
+
+    def remove_networks(self) -> None:
+        """Every network named like the instance's (duplicates included), by id."""
+        name = f"paas-{self.instance}"
+        out = run(["docker", "network", "ls", "--filter", f"name={name}", "--format",
+                   "{{.ID}} {{.Name}}"], check=False).stdout
+        ids = [line.split()[0] for line in out.splitlines() if line.split()[1:] == [name]]
+        if ids:
+            run(["docker", "network", "rm", *ids], check=False)
+
+    # -- 1. sequential claims ------------------------------------------------------------
+    def claim_sequential(self) -> dict[str, Any]:
+        client = self.client("bench-seq")
+        for _ in range(self.sizes.warmup):
+            client.claim_ok("nginx")
+        latencies: list[float] = []
+        errors = 0
+        for _ in range(self.sizes.seq):
+            elapsed, code, _ = client.claim("nginx")
+            if code == 201:
+                latencies.append(elapsed)
+            else:
+                errors += 1
+        return {**summary_ms(latencies), "errors": errors, "warmup": self.sizes.warmup}
+
+    # -- 2. burst ---------------------------------------------------------------------
+    def burst(self) -> dict[str, Any]:
+        s = self.sizes
+        assert self.db is not None
+        idle_before = self.db.counts().get("idle", 0)
+        clients = [self.client(f"bench-burst-{i}") for i in range(s.burst_clients)]
+        for c in clients:  # open each keep-alive connection before the clock starts
+            c.session.get(f"{self.stack.url}/api/runtimes/", timeout=30).raise_for_status()
+        barrier = threading.Barrier(s.burst_clients)
+        samples: list[tuple[float, float, int]] = []  # (start, latency, status)
+        lock = threading.Lock()
+
+        def worker(c: Client) -> None:
+            mine: list[tuple[float, float, int]] = []
+            barrier.wait()
+            for _ in range(s.burst_per_client):
+                start = time.perf_counter()
+                try:
+                    elapsed, code, _ = c.claim("nginx")
+                except requests.RequestException:
+                    elapsed, code = time.perf_counter() - start, 0
+                mine.append((start, elapsed, code))
+            with lock:
+                samples.extend(mine)
+
+        with ThreadPoolExecutor(max_workers=s.burst_clients) as pool:
+            list(pool.map(worker, clients))
+        ok = [lat for _, lat, code in samples if code == 201]
+        first = min(start for start, _, _ in samples)
+        last = max(start + lat for start, lat, _ in samples)
+        wall = last - first
+        codes: dict[str, int] = {}
+        for _, _, code in samples:
+            codes[str(code)] = codes.get(str(code), 0) + 1
+        return {
+            "clients": s.burst_clients, "claims": len(samples), "idle_before": idle_before,
+            "wall_s": round(wall, 3), "throughput_per_s": round(len(ok) / wall, 1),
+            "errors": len(samples) - len(ok), "status_codes": codes, **summary_ms(ok),
+        }
+
+    # -- 3. cold start -----------------------------------------------------------------
+    def cold_start(self, claim_p50_ms: float | None) -> dict[str, Any]:
+        from pools.imagebuild import image_tag  # no Django settings needed
+
+        image = image_tag("nginx")
+        times: list[float] = []
+        run_returned: list[float] = []
+        free = (p for p in self.cold_ports if port_is_free(p))
+        for i in range(self.sizes.cold_reps):
+            port = next(free)
+            name = f"paas-{self.instance}-cold-{i}"
+            start = time.perf_counter()
+            cid = run(["docker", "run", "-d", "--name", name,
+                       "--label", f"paas.bench={self.instance}",
+                       "-p", f"127.0.0.1:{port}:80", image]).stdout.strip()
+            self.cold_containers.append(cid)
+            run_returned.append(time.perf_counter() - start)
+
+            def answers(port: int = port) -> bool:
+                return http_text(port, timeout=0.5)[0] != 0
+
+            wait_until(answers, timeout=60, interval=0.005)
+            times.append(time.perf_counter() - start)
+        self.remove_cold()
+        median_ms = statistics.median(times) * 1000
+        result: dict[str, Any] = {
+            "image": image, "n": len(times), "median_ms": round(median_ms, 1),
+            "min_ms": round(min(times) * 1000, 1), "max_ms": round(max(times) * 1000, 1),
+            "docker_run_returned_median_ms": round(statistics.median(run_returned) * 1000, 1),
+        }
+        if claim_p50_ms:
+            result["ratio_vs_claim_p50"] = round(median_ms / claim_p50_ms, 1)
+        return result
+
+    def remove_cold(self) -> None:
+        if self.cold_containers:
+            run(["docker", "rm", "-f", *self.cold_containers], check=False)
+            self.cold_containers = []
+
+    # -- 4. release -> idle ------------------------------------------------------------
+    def release_to_idle(self) -> dict[str, Any]:
+        assert self.db is not None
+        db = self.db
+        client = self.client("bench-ops")
+        totals: list[float] = []
+        deletes: list[float] = []
+        for _ in range(self.sizes.release_reps):
+            dep = client.claim_ok("nginx")
+            before = db.slot(dep["port"])
+            start = time.perf_counter()
+            deletes.append(client.release(dep["id"]))
+
+            def idle_again(port: int = dep["port"], gen: int = before["generation"]) -> bool:
+                row = db.slot(port)
+                return bool(row["status"] == "idle" and row["generation"] > gen)
+
+            wait_until(idle_again, timeout=60)
+            totals.append(time.perf_counter() - start)
+        return {**summary_ms(totals),
+                "delete_request_p50_ms": round(statistics.median(deletes) * 1000, 2)}
+
+    # -- 5. kill -> served again -----------------------------------------------------------
+    def kill_recovery(self) -> dict[str, Any]:
+        wait = self.kill_ready_at - time.monotonic()
+        if wait > 0:
+            say(f"waiting {wait:.0f} s until the kill targets are past the "
+                f"{STABLE_SECONDS} s repeat-failure window")
+            time.sleep(wait)
+        targets = list(self.kill_targets)
+        watch = [self.kill_once(targets.pop(0)) for _ in range(self.sizes.kill_watch_reps)]
+        self.stack.stop_process("watch")
+        try:
+            reconcile = [self.kill_once(targets.pop(0), reconcile=True)
+                         for _ in range(self.sizes.kill_reconcile_reps)]
+        finally:
+            self.stack.start_watcher()
+        return {"watcher": self.kill_summary(watch), "reconcile": self.kill_summary(reconcile)}
+
+    @staticmethod
+    def kill_summary(reps: list[dict[str, float]]) -> dict[str, Any]:
+        out: dict[str, Any] = summary_ms([r["served_s"] for r in reps])
+        for key in ("detected_s", "slot_ready_s", "reconcile_cmd_s"):
+            values = [r[key] for r in reps if key in r]
+            if values:
+                out[key.replace("_s", "_p50_ms")] = round(statistics.median(values) * 1000, 1)
+        return out
+
+    def kill_once(self, target: dict[str, Any], *, reconcile: bool = False) -> dict[str, float]:
+        assert self.db is not None
+        db = self.db
+        port, token = target["port"], target["token"]
+        status, body = http_text(port, f"/{KILL_FILE}")
+        if status != 200 or body != token:
+            raise RuntimeError(f"kill target on {port} does not serve its file: {status}")
+        before = db.slot(port)
+        start = time.perf_counter()
+        run(["docker", "kill", before["container_id"]])
+        marks: dict[str, float] = {}
+        if reconcile:
+            cmd = self.stack.manage("pool", "reconcile", check=False)
+            marks["reconcile_cmd_s"] = time.perf_counter() - start
+            if cmd.returncode != 0:
+                raise RuntimeError("pool reconcile failed: " + cmd.stderr[-1000:])
+
+        def served() -> bool:
+            now = time.perf_counter() - start
+            row = db.slot(port)
+            if "detected_s" not in marks and row["generation"] > before["generation"]:
+                marks["detected_s"] = now
+            if (row["status"] == "assigned" and row["generation"] > before["generation"]
+                    and "slot_ready_s" not in marks):
+                marks["slot_ready_s"] = now
+            if row["container_id"] == before["container_id"]:
+                return False  # the old container may answer for a moment: not it
+            status, body = http_text(port, f"/{KILL_FILE}", timeout=0.5)
+            return status == 200 and body == token
+
+        wait_until(served, timeout=90, interval=0.02)
+        marks["served_s"] = time.perf_counter() - start
+        return marks
+
+    # -- 6. pool init ----------------------------------------------------------------------
+    def pool_init(self) -> dict[str, Any]:
+        n = self.sizes.init_count
+        parallel = self.stack.env.get("PAAS_CREATE_PARALLEL", "4 (default)")
+        start = time.perf_counter()
+        cmd = run([sys.executable, "manage.py", "pool", "add", "nginx", str(n)],
+                  env=self.stack.env, timeout=600)
+        wall = time.perf_counter() - start
+        progress = re.findall(r"\[(\d+)/(\d+)\] slot \d+ (ready|not ready[^(]*?)\s*\(([\d.]+)s\)",
+                              cmd.stdout)
+        ready = sum(1 for p in progress if p[2] == "ready")
+        internal = float(progress[-1][3]) if progress else wall
+        if ready != n:
+            raise RuntimeError(f"only {ready}/{n} containers ready:\n{cmd.stdout[-2000:]}")
+        return {"containers": n, "parallel": parallel, "wall_s": round(wall, 2),
+                "containers_per_s": round(n / wall, 2),
+                "create_phase_s": round(internal, 2),
+                "create_phase_per_s": round(n / internal, 2) if internal else None}
+
+    # -- 7. upload -> visible ------------------------------------------------------------
+    def upload(self) -> dict[str, Any]:
+        client = self.client("bench-ops")
+        nginx = client.claim_ok("nginx")
+        times: list[float] = []
+        posts: list[float] = []
+        for i in range(self.sizes.upload_reps):
+            text = f"<h1>bench upload {i} {random.getrandbits(48):x}</h1>"
+            start = time.perf_counter()
+            posts.append(client.upload(nginx["id"], "index.html", text.encode()))
+
+            def visible(text: str = text) -> bool:
+                return text in http_text(nginx["port"], "/")[1]
+
+            wait_until(visible, timeout=30)
+            times.append(time.perf_counter() - start)
+        result: dict[str, Any] = {
+            "nginx": {**summary_ms(times),
+                      "upload_request_p50_ms": round(statistics.median(posts) * 1000, 1)}}
+        if "python" not in self.runtimes:
+            return result
+        python = client.claim_ok("python")
+        app_times: list[float] = []
+        for i in range(self.sizes.app_reps):
+            text = f"bench app {i} {random.getrandbits(48):x}"
+            app = (
+                "import os\n"
+                "from http.server import BaseHTTPRequestHandler, HTTPServer\n\n"
+                "class H(BaseHTTPRequestHandler):\n"
+                "    def do_GET(self):\n"
+                f"        body = {text!r}.encode()\n"
+                "        self.send_response(200)\n"
+                "        self.send_header('Content-Length', str(len(body)))\n"
+                "        self.end_headers()\n"
+                "        self.wfile.write(body)\n\n"
+                "HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n"
+            )
+            start = time.perf_counter()
+            client.upload(python["id"], "app.py", app.encode())
+
+            def answering(text: str = text) -> bool:
+                return http_text(python["port"], "/")[1] == text
+
+            wait_until(answering, timeout=90, interval=0.02)
+            app_times.append(time.perf_counter() - start)
+        result["python"] = summary_ms(app_times)
+        return result
+
+    # -- 8. memory -----------------------------------------------------------------------
+    def memory(self) -> dict[str, Any]:
+        assert self.db is not None
+        pgids = {name: proc.pid for name, proc in self.stack.procs.items()}
+        groups = process_groups_pss(pgids)
+        pss_kb = sum(g["pss_kb"] for g in groups.values())
+        containers: dict[str, float] = {}
+        sources: dict[str, str] = {}
+        for rt in self.runtimes:
+            containers[rt], sources[rt] = docker_mem_mib(self.db.idle_container(rt))
+        return {
+            "platform_pss_mb": round(pss_kb / 1024, 1),
+            "platform_rss_mb": round(sum(g["rss_kb"] for g in groups.values()) / 1024, 1),
+            "groups": {name: {"processes": g["processes"],
+                              "pss_mb": round(g["pss_kb"] / 1024, 1),
+                              "rss_mb": round(g["rss_kb"] / 1024, 1)}
+                       for name, g in groups.items()},
+            "container_mb": containers,
+            "container_mb_source": sources,
+        }
+
+    # -- driving -------------------------------------------------------------------------
+    def section(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        say(f"section {name} ...")
+        started = time.perf_counter()
+        try:
+            result = fn()
+        except Exception as exc:
+            traceback.print_exc()
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        result["section_s"] = round(time.perf_counter() - started, 1)
+        self.results[name] = result
+        say(f"section {name}: {json.dumps(result)[:400]}")
+
+    def run(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "mode": "small" if self.small else "full",
+            "sizes": {**asdict(self.sizes), "nginx_pool": self.sizes.nginx_pool,
+                      "burst_claims": self.sizes.burst_claims},
+            "machine": machine_info(),
+            "git": run(["git", "rev-parse", "--short", "HEAD"], check=False).stdout.strip(),
+            # Other work on the host skews every number: the load is part of the result.
+            "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
+            "web": f"gunicorn gthread, {self.stack.web_workers} workers x 8 threads",
+        }
+        started = time.perf_counter()
+        try:
+            meta["setup"] = self.setup()
+            self.section("claim_sequential", self.claim_sequential)
+            self.section("burst", self.burst)
+            p50 = self.results["claim_sequential"].get("p50_ms")
+            self.section("cold_start", lambda: self.cold_start(p50))
+            self.section("release_to_idle", self.release_to_idle)
+            self.section("upload", self.upload)
+            self.section("kill_recovery", self.kill_recovery)
+            self.section("memory", self.memory)
+            self.section("pool_init", self.pool_init)
+        except Exception as exc:
+            traceback.print_exc()
+            meta["error"] = f"{type(exc).__name__}: {exc}"
+            meta["web_log_tail"] = self.stack.log("web")[-3000:]
+        finally:
+            say("cleaning up (stack, containers)")
+            self.remove_cold()
+            self.stack.stop()
+            self.remove_networks()
+            left = run(["docker", "ps", "-aq", "--filter",
+                        f"label=paas.instance={self.instance}"], check=False).stdout.split()
+            meta["containers_left"] = len(left)
+            meta["total_s"] = round(time.perf_counter() - started, 1)
+            meta["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+        for name in SECTIONS:
+            self.results.setdefault(name, {"error": "not run"})
+        return {"meta": meta, "sections": self.results,
+                "targets": evaluate(self.results)}
+
+
+# --- the report ------------------------------------------------------------------------------
+def lookup(sections: dict[str, Any], key: str) -> Any:
+    value: Any = sections
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def evaluate(sections: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for t in TARGETS:
+        value = lookup(sections, t.key)
+        met: bool | None = None
+        if isinstance(value, (int, float)) and t.op and t.limit is not None:
+            met = {"<=": value <= t.limit, ">=": value >= t.limit,
+                   "==": value == t.limit}[t.op]
+        rows.append({"key": t.key, "label": t.label, "value": value, "unit": t.unit,
+                     "target": f"{t.op} {t.limit:g} {t.unit}".strip() if t.op else "",
+                     "met": met})
+    return rows
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return str(value)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    meta = report["meta"]
+    m = meta["machine"]
+    lines = [
+        f"Benchmark {meta['date']} ({meta['mode']} run, commit {meta.get('git') or '?'}) — "
+        f"{m['nproc']} CPU ({m['cpu']}), {m['memory_gb']} GB RAM, Docker {m['docker']}, "
+        f"kernel {m['kernel']}, Python {m['python']}; {meta['web']}; host load average "
+        f"(1/5/15 min) {' '.join(meta.get('loadavg_before') or [])} before, "
+        f"{' '.join(meta.get('loadavg_after') or [])} after",
+        "",
+        "| measure | value | target | result |",
+        "|---|---:|---|---|",
+    ]
+    for row in report["targets"]:
+        result = {True: "met", False: "**missed**", None: ""}[row["met"]]
+        value = fmt(row["value"])
+        if row["value"] is not None and row["unit"]:
+            value += f" {row['unit']}"
+        lines.append(f"| {row['label']} | {value} | {row['target']} | {result} |")
+    errors = {name: s["error"] for name, s in report["sections"].items() if "error" in s}
+    if errors or meta.get("error"):
+        lines.append("")
+        for name, error in errors.items():
+            lines.append(f"- section {name} failed: {error}")
+        if meta.get("error"):
+            lines.append(f"- run failed: {meta['error']}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--small", action="store_true",
+                        help="tiny sizes (a smoke run, about a minute and a half)")
+    parser.add_argument("--out-dir", default=str(ROOT / "bench-results"))
+    parser.add_argument("--port-base", type=int, default=0,
+                        help="first host port of the pools (default: a random block "
+                             "above the ephemeral range)")
+    parser.add_argument("--runtimes", default=",".join(ALL_RUNTIMES),
+                        help="runtimes to include besides nginx (default: all four; the "
+                             "python upload and the per-runtime memory need theirs)")
+    args = parser.parse_args(argv)
+    runtimes = tuple(rt for rt in ALL_RUNTIMES if rt == "nginx" or rt in args.runtimes.split(","))
+
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the stack and containers go away.
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    # Above the ephemeral range (32768-60999), so client sockets never take pool ports.
+    port_base = args.port_base or 61000 + random.randint(0, 5) * 700
+    sizes = SMALL if args.small else FULL
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paas_project.settings")
+    bench = Bench(sizes, small=args.small, port_base=port_base, runtimes=runtimes)
+    report = bench.run()
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    json_path = out_dir / f"bench-{stamp}.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (out_dir / "latest.md").write_text(table)
+    print()
+    print(table)
+    say(f"wrote {json_path} and {out_dir / 'latest.md'}")
+    failed = bool(report["meta"].get("error")) or any(
+        "error" in s for s in report["sections"].values())
+    if not failed:
+        shutil.rmtree(bench.stack.data_dir, ignore_errors=True)
+    else:
+        say(f"kept the stack's logs in {bench.stack.data_dir}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

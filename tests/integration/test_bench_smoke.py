@@ -1,0 +1,56 @@
+"""The benchmark at tiny sizes, so it cannot rot: every section runs on the real stack
+and reports numbers. No timing is asserted (that is the benchmark's own table)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NUMERIC = (int, float)
+
+
+def test_bench_small_reports_every_section(tmp_path: Path) -> None:
+    # The bench makes its own instance, data dir and ports: give it none of this run's.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PAAS_") and k != "DJANGO_SETTINGS_MODULE"}
+    out_dir = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "infrastructure/bench/bench.py"), "--small",
+         "--out-dir", str(out_dir)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=420,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+    [json_file] = out_dir.glob("bench-*.json")
+    report = json.loads(json_file.read_text())
+    sections = report["sections"]
+    assert report["meta"]["containers_left"] == 0
+    for name in ["claim_sequential", "burst", "cold_start", "release_to_idle",
+                 "kill_recovery", "pool_init", "upload", "memory"]:
+        assert "error" not in sections[name], (name, sections[name])
+
+    assert isinstance(sections["claim_sequential"]["p50_ms"], NUMERIC)
+    assert isinstance(sections["claim_sequential"]["p99_ms"], NUMERIC)
+    assert isinstance(sections["burst"]["throughput_per_s"], NUMERIC)
+    assert sections["burst"]["errors"] == 0
+    assert isinstance(sections["cold_start"]["ratio_vs_claim_p50"], NUMERIC)
+    assert isinstance(sections["release_to_idle"]["p50_ms"], NUMERIC)
+    assert isinstance(sections["kill_recovery"]["watcher"]["p50_ms"], NUMERIC)
+    assert isinstance(sections["kill_recovery"]["reconcile"]["p50_ms"], NUMERIC)
+    assert isinstance(sections["pool_init"]["containers_per_s"], NUMERIC)
+    assert isinstance(sections["upload"]["nginx"]["p50_ms"], NUMERIC)
+    assert isinstance(sections["upload"]["python"]["p50_ms"], NUMERIC)
+    assert isinstance(sections["memory"]["platform_pss_mb"], NUMERIC)
+    assert sections["memory"]["platform_pss_mb"] > 0
+    assert set(sections["memory"]["container_mb"]) == {"nginx", "apache", "python", "node"}
+    # Every target row is in the table, with a value.
+    assert all(row["value"] is not None for row in report["targets"]), report["targets"]
+    assert "| measure | value | target | result |" in (out_dir / "latest.md").read_text()

@@ -8,6 +8,11 @@ import zipfile
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from deployments.models import Deployment
+from pools import content
+from pools.engine import FakeEngine
+from pools.models import PoolContainer
+
 PASSWORD = "pw-Secret-123"  # tests/conftest.py's make_user default
 
 
@@ -42,3 +47,14 @@ def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> 
     member.type = kind
     member.linkname = linkname
     return member
+
+
+def snapshot(fake_engine: FakeEngine) -> tuple:
+    """Everything a refused request must leave alone: slots, deployments, stores,
+    container files and signals."""
+    slots = list(PoolContainer.objects.order_by("pk").values_list(
+        "pk", "status", "owner_id", "generation", "container_id"))
+    deployments = list(Deployment.objects.order_by("pk").values_list("pk", "status", "slot_id"))
+    stores = {slot[0]: content.content_list(slot_id=slot[0]) for slot in slots}
+    files = {cid: dict(f) for cid, f in fake_engine.files.items()}
+    return slots, deployments, stores, files, list(fake_engine.signals)

@@ -16,11 +16,10 @@ from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
 from deployments import api as deployments_api
-from deployments.models import Deployment
 from pools import content
 from pools.engine import FakeEngine
 from pools.models import PoolContainer, SlotStatus
-from tests.unit.api_helpers import tar_member, tar_of, upload, zip_of
+from tests.unit.api_helpers import snapshot, tar_member, tar_of, upload, zip_of
 
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,14 +36,6 @@ def launched(alice: AbstractUser, warm: Callable, api: Callable[..., APIClient])
     return response.json()
 
 
-def snapshot(fake_engine: FakeEngine) -> tuple:
-    """Everything a bad request must leave alone."""
-    slots = list(PoolContainer.objects.order_by("pk").values_list(
-        "pk", "status", "owner_id", "generation", "container_id"))
-    deployments = list(Deployment.objects.order_by("pk").values_list("pk", "status", "slot_id"))
-    stores = {slot[0]: content.content_list(slot_id=slot[0]) for slot in slots}
-    files = {cid: dict(f) for cid, f in fake_engine.files.items()}
-    return slots, deployments, stores, files, list(fake_engine.signals)
 
 
 def files_of(client: APIClient, deployment_id: int) -> list[dict]:

@@ -14,10 +14,9 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from deployments.models import Deployment
-from pools import content
 from pools.engine import FakeEngine
 from pools.models import PoolContainer, Recovery, SlotStatus
-from tests.unit.api_helpers import upload, zip_of
+from tests.unit.api_helpers import snapshot, upload, zip_of
 
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,15 +45,6 @@ def deployment(alice: AbstractUser, warm: Callable, browser: Callable[..., Clien
     return Deployment.objects.get(user=alice)
 
 
-def snapshot(fake_engine: FakeEngine) -> tuple:
-    """Everything a refused request must leave alone: slots, deployments, stores,
-    container files and signals."""
-    slots = list(PoolContainer.objects.order_by("pk").values_list(
-        "pk", "status", "owner_id", "generation", "container_id"))
-    deployments = list(Deployment.objects.order_by("pk").values_list("pk", "status", "slot_id"))
-    stores = {slot[0]: content.content_list(slot_id=slot[0]) for slot in slots}
-    files = {cid: dict(f) for cid, f in fake_engine.files.items()}
-    return slots, deployments, stores, files, list(fake_engine.signals)
 
 
 def text(response) -> str:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from pools import services
 from pools.engine import get_engine
 from pools.errors import PaasError
-from pools.models import PoolContainer, Runtime
+from pools.models import PoolContainer
 
 
 class Command(BaseCommand):
@@ -119,13 +119,12 @@ class Command(BaseCommand):
 
     def do_build_images(self, *, offline: bool = False, runtimes: list[str] | None = None,
                         **_: Any) -> None:
-        from pools.imagebuild import build_images
+        from pools.imagebuild import RUNTIMES, build_images
 
-        _require_engine()
-        known = set(Runtime.objects.values_list("name", flat=True)) or None
         for name in runtimes or []:
-            if known and name not in known:
-                raise CommandError(f"unknown runtime '{name}'")
+            if name not in RUNTIMES:
+                raise CommandError(f"unknown runtime '{name}'; choose from {', '.join(RUNTIMES)}")
+        _require_engine()
         tags = build_images(get_engine(), offline=offline, runtimes=runtimes or None,
                             progress=self.say)
         for name, tag in tags.items():

@@ -10,7 +10,6 @@ one container per slot remains.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -161,28 +160,35 @@ def slots_remove_idle(*, runtime: Runtime, count: int) -> int:
 
 
 # --- claim and release ------------------------------------------------------------
+# One statement picks a random idle slot of the runtime and takes it: no read-then-write
+# window, exactly one winner per slot. PostgreSQL claimers skip rows another one holds.
+_CLAIM_SQL = """
+UPDATE pools_poolcontainer
+   SET status = 'assigned', owner_id = %s, assigned_at = %s, status_changed_at = %s
+ WHERE status = 'idle' AND id = (
+       SELECT id FROM pools_poolcontainer
+        WHERE runtime_id = %s AND status = 'idle'
+        ORDER BY random() LIMIT 1 {lock})
+RETURNING *
+"""
+
+
 def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
     """Hand an idle slot to ``user``: one conditional UPDATE, no Docker call.
 
-    Racing claimers each try a random idle candidate; losing a race is normal and just
-    means trying another. Raises ``PoolExhausted`` when none is left."""
+    Racing claimers each take a random idle slot; losing a race (the row changed under
+    us) is normal and just means trying again. Raises ``PoolExhausted`` when none is
+    left."""
+    lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = _CLAIM_SQL.format(lock=lock)
     for _attempt in range(8):
-        candidates = list(  # no ordering: the model's default would join runtimes
-            PoolContainer.objects.filter(runtime=runtime, status=S.IDLE)
-            .order_by().values_list("pk", flat=True)[:16]
-        )
-        if not candidates:
+        now = timezone.now()
+        won = list(PoolContainer.objects.raw(sql, [user.pk, now, now, runtime.pk]))
+        if won:
+            won[0].runtime = runtime
+            return won[0]
+        if not PoolContainer.objects.filter(runtime=runtime, status=S.IDLE).exists():
             break
-        random.shuffle(candidates)
-        for pk in candidates:
-            now = timezone.now()
-            won = PoolContainer.objects.filter(pk=pk, status=S.IDLE).update(
-                status=S.ASSIGNED, owner=user, assigned_at=now, status_changed_at=now,
-            )
-            if won:
-                slot = PoolContainer.objects.get(pk=pk)
-                slot.runtime = runtime
-                return slot
     raise PoolExhausted(
         f"no idle {runtime.name} container is available right now; try again in a moment"
     )

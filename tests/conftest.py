@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
+from django.test import Client
 
 
 @pytest.fixture
@@ -34,3 +35,21 @@ def bob(make_user: Callable[..., AbstractUser]) -> AbstractUser:
 @pytest.fixture
 def charlie(make_user: Callable[..., AbstractUser]) -> AbstractUser:
     return make_user("charlie", staff=True)
+
+
+@pytest.fixture
+def operator(charlie: User) -> Client:
+    """A test client logged in as charlie, the staff persona."""
+    client = Client()
+    client.force_login(charlie)
+    return client
+
+
+RUNTIME_FORM_FIELDS = ["name", "display_name", "port_min", "port_max", "internal_port",
+                       "image", "content_root", "mem_limit_mb", "cpus", "pids_limit", "cap_add"]
+
+
+def runtime_form(runtime: object, **changes: object) -> dict[str, object]:
+    """The admin change form of a runtime as posted, with ``changes`` applied."""
+    data: dict[str, object] = {f: getattr(runtime, f) for f in RUNTIME_FORM_FIELDS}
+    return data | {"enabled": "on"} | changes

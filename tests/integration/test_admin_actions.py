@@ -12,18 +12,12 @@ from django.urls import reverse
 from deployments.models import Deployment
 from deployments.services import deployment_create, deployment_upload
 from pools.models import PoolContainer, Runtime, SlotStatus
+from tests.conftest import runtime_form
 from tests.integration.conftest import http_get
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 S = SlotStatus
 CHANGELIST = "/admin/pools/poolcontainer/"
-
-
-@pytest.fixture
-def operator(charlie) -> Client:
-    client = Client()
-    client.force_login(charlie)
-    return client
 
 
 def run_action(client: Client, name: str, ids: list[int]) -> str:
@@ -77,9 +71,7 @@ def test_shrinking_the_size_removes_idle_slots_only(
     warm_pools(nginx=3)
     deployment = deployment_create(user=alice, runtime_name="nginx")
     nginx = Runtime.objects.get(name="nginx")
-    fields = ["name", "display_name", "port_min", "port_max", "internal_port", "image",
-              "content_root", "mem_limit_mb", "cpus", "pids_limit", "cap_add"]
-    data = {f: getattr(nginx, f) for f in fields} | {"enabled": "on", "pool_size": 1}
+    data = runtime_form(nginx, pool_size=1)
     response = operator.post(reverse("admin:pools_runtime_change", args=[nginx.pk]), data,
                              follow=True)
     assert "removed 2 idle" in response.content.decode().lower()

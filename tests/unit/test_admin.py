@@ -13,17 +13,11 @@ from django.urls import reverse
 from deployments.models import Deployment
 from deployments.services import deployment_create
 from pools.models import MonitorPass, PoolContainer, Runtime, SlotStatus
+from tests.conftest import runtime_form
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = SlotStatus
 CHANGELIST = "/admin/pools/poolcontainer/"
-
-
-@pytest.fixture
-def operator(charlie) -> Client:
-    client = Client()
-    client.force_login(charlie)
-    return client
 
 
 def action(client: Client, url: str, name: str, ids: list[int], **extra: str) -> str:
@@ -86,9 +80,7 @@ def test_runtime_size_change_grows_in_background_and_shrinks_idle_only(
     deployment_create(user=alice, runtime_name="nginx")
     nginx = Runtime.objects.get(name="nginx")
     url = reverse("admin:pools_runtime_change", args=[nginx.pk])
-    fields = ["name", "display_name", "port_min", "port_max", "internal_port", "image",
-              "content_root", "mem_limit_mb", "cpus", "pids_limit", "cap_add"]
-    data = {f: getattr(nginx, f) for f in fields} | {"enabled": "on", "pool_size": 0}
+    data = runtime_form(nginx, pool_size=0)
     response = operator.post(url, data, follow=True)
     assert "removed 1 idle" in response.content.decode().lower()
     assert list(PoolContainer.objects.filter(runtime=nginx).values_list("status", flat=True)) == [

@@ -101,6 +101,8 @@ class Engine(Protocol):
         progress: Callable[[str], None],
     ) -> None: ...
     def tag_image(self, source: str, tag: str) -> None: ...
+    def image_tags(self, repository: str) -> list[str]: ...
+    def untag_image(self, tag: str) -> None: ...
 
 
 def _label_filters(instance: str, labels: dict[str, str]) -> list[str]:
@@ -307,6 +309,16 @@ class DockerEngine:
         self._call(image.tag, repository, version or "latest")
 
 
+    def image_tags(self, repository: str) -> list[str]:
+        images = self._call(self._client.images.list, name=repository)
+        return sorted(t for image in images for t in image.tags if t.startswith(repository + ":"))
+
+    def untag_image(self, tag: str) -> None:
+        """Remove one tag; an image a container still uses keeps its layers."""
+        with contextlib.suppress(EngineError):
+            self._call(self._client.images.remove, tag, noprune=False)
+
+
 def _unreachable_message(exc: Exception) -> str:
     return (
         f"Docker engine not reachable ({exc}). Start it: as root, "
@@ -475,6 +487,12 @@ class FakeEngine:
 
     def tag_image(self, source: str, tag: str) -> None:
         self.images.add(tag)
+
+    def image_tags(self, repository: str) -> list[str]:
+        return sorted(t for t in self.images if t.startswith(repository + ":"))
+
+    def untag_image(self, tag: str) -> None:
+        self.images.discard(tag)
 
 
 _engine: Engine | None = None

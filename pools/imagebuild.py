@@ -62,6 +62,8 @@ class ImageEngine(Protocol):
         self, context_dir: Path, tag: str, buildargs: dict[str, str], progress: Progress,
     ) -> None: ...
     def tag_image(self, source: str, tag: str) -> None: ...
+    def image_tags(self, repository: str) -> list[str]: ...
+    def untag_image(self, tag: str) -> None: ...
 
 
 def images_dir() -> Path:
@@ -116,7 +118,17 @@ def build_images(
     for name, tag in tags.items():
         # A stable alias for operators (`docker run paas/nginx`); the platform uses the hash.
         engine.tag_image(tag, f"paas/{name}:latest")
+        _prune_old_tags(engine, name, keep={tag, f"paas/{name}:latest"}, progress=progress)
     return tags
+
+
+def _prune_old_tags(engine: ImageEngine, runtime: str, *, keep: set[str],
+                    progress: Progress) -> None:
+    """Drop the tags of earlier sources, or every upgrade leaves an image behind."""
+    for old in engine.image_tags(f"paas/{runtime}"):
+        if old not in keep:
+            engine.untag_image(old)
+            progress(f"{runtime}: removed the outdated image {old}")
 
 
 def ensure_base(engine: ImageEngine, *, offline: bool, progress: Progress) -> None:

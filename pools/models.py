@@ -98,7 +98,10 @@ class Recovery(models.Model):
         FAILED = "failed"
         SUPERSEDED = "superseded"
 
-    slot = models.ForeignKey(PoolContainer, on_delete=models.CASCADE, related_name="recoveries")
+    # History outlives the slot (a shrunk pool deletes idle slots): runtime and port are
+    # copied onto the row.
+    slot = models.ForeignKey(PoolContainer, null=True, on_delete=models.SET_NULL,
+                             related_name="recoveries")
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="+",

@@ -52,6 +52,13 @@ class ImageEngine:
         self.calls.append(("tag", f"{source}->{tag}"))
         self.images.add(tag)
 
+    def image_tags(self, repository: str) -> list[str]:
+        return sorted(t for t in self.images if t.startswith(repository + ":"))
+
+    def untag_image(self, tag: str) -> None:
+        self.calls.append(("untag", tag))
+        self.images.discard(tag)
+
 
 @pytest.fixture
 def images_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -257,3 +264,14 @@ def test_supervisor_falls_back_to_server_js(supervisor: ModuleType) -> None:
 def test_supervisor_reports_signals_like_a_shell(supervisor: ModuleType) -> None:
     assert supervisor.exit_code(1 << 8) == 1
     assert supervisor.exit_code(9) == 137  # killed by SIGKILL, e.g. out of memory
+
+
+def test_outdated_runtime_tags_are_removed_and_others_kept() -> None:
+    outdated = {"paas/nginx:000000000000", "paas/node:111111111111"}
+    unrelated = {"paas/base:bookworm", "paas-other/nginx:000000000000"}
+    engine = ImageEngine(images=all_tags() | outdated | unrelated)
+    lines: list[str] = []
+    imagebuild.build_images(engine, progress=lines.append)
+    assert engine.images == all_tags() | unrelated | {f"paas/{r}:latest" for r in imagebuild.RUNTIMES}
+    assert sorted(call[1] for call in engine.calls if call[0] == "untag") == sorted(outdated)
+    assert sum("outdated image" in line for line in lines) == 2

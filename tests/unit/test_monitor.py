@@ -237,3 +237,15 @@ def test_replacement_that_exits_at_once_is_recorded_with_its_exit(
     fresh = PoolContainer.objects.get(pk=slot.pk)
     assert fresh.status == S.PROVISIONING and fresh.failures == 1
     assert "exited with code 137" in fresh.last_error
+
+
+def test_recovery_history_outlives_a_removed_slot(fake_engine: FakeEngine, warm: Callable) -> None:
+    only_pool("nginx", 1)
+    slot = warm("nginx", 1)[0]
+    long_ago(slot)
+    fake_engine.kill(slot.container_id)
+    monitor.reconcile_pass()
+    services.pool_set_size(runtime_name="nginx", size=0)
+    assert not PoolContainer.objects.exists()
+    recovery = Recovery.objects.get()
+    assert recovery.slot is None and recovery.port == slot.port and recovery.outcome == "succeeded"

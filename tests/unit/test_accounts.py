@@ -140,7 +140,7 @@ def test_token_signed_with_another_key_is_refused(alice: AbstractUser) -> None:
     import jwt
 
     forged = jwt.encode({"token_type": "access", "user_id": str(alice.pk), "jti": "x",
-                         "exp": 9999999999}, "not-our-key", algorithm="HS256")
+                         "exp": 9999999999}, "a-forger-s-own-key-that-is-not-ours-at-all", algorithm="HS256")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged}")
     assert client.get("/api/deployments/").status_code == 401

@@ -125,7 +125,7 @@ class PoolContainerAdmin(admin.ModelAdmin):
     search_fields = ["=port", "owner__username"]
     list_select_related = ["runtime", "owner"]
     readonly_fields = ["runtime", "port", "container_id", "generation", "status", "owner",
-                       "created_at", "assigned_at", "status_changed_at", "healthy",
+                       "created_at", "assigned_at", "status_changed_at", "built_at", "healthy",
                        "health_checked_at", "last_error", "failures", "retry_after"]
     actions = ["add_containers", "reinitialize", "release"]
     change_list_template = "admin/pools/poolcontainer/change_list.html"

@@ -67,6 +67,9 @@ class PoolContainer(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     assigned_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
+    built_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the current container was (re)built.",
+    )
     healthy = models.BooleanField(null=True, blank=True)
     health_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

@@ -109,7 +109,8 @@ def _record_health(slot: PoolContainer, problem: str, summary: dict[str, Any]) -
     changes: dict[str, Any] = {"healthy": not problem, "health_checked_at": now}
     if not problem:
         summary["healthy"] += 1
-        if slot.failures and (now - slot.status_changed_at).total_seconds() > services.STABLE_SECONDS:
+        if slot.failures and slot.built_at and (
+                now - slot.built_at).total_seconds() > services.STABLE_SECONDS:
             changes["failures"] = 0  # up long enough: earlier failures are forgiven
     else:
         summary["unhealthy"] += 1

@@ -228,10 +228,12 @@ def slot_recover(*, slot: PoolContainer, reason: str, trigger: str = "reconcile"
     if slot.retry_after and slot.retry_after > now:
         return False  # backing off; the pass after retry_after tries again
     failures = slot.failures
-    # A claim changes the status, not the container: only a (re)build starts the clock.
-    claimed_since_built = slot.assigned_at is not None and slot.assigned_at >= slot.status_changed_at
-    recent = (not claimed_since_built
-              and (now - slot.status_changed_at).total_seconds() < STABLE_SECONDS)
+    # A repeat failure is a container dying soon after a (re)build nobody has used since;
+    # one the user claimed after it was built was fine until now: a fresh failure.
+    claimed_since_built = bool(slot.assigned_at and slot.built_at
+                               and slot.assigned_at >= slot.built_at)
+    recent = (slot.built_at is not None and not claimed_since_built
+              and (now - slot.built_at).total_seconds() < STABLE_SECONDS)
     if recent and not slot.retry_after:
         return _back_off(slot, reason)
     if not recent:
@@ -314,7 +316,8 @@ def slot_rebuild(*, slot_id: int, generation: int) -> bool:
         return False
     now = timezone.now()
     won = PoolContainer.objects.filter(pk=slot_id, generation=generation, status=slot.status).update(
-        container_id=container_id, status=final, status_changed_at=now, healthy=True,
+        container_id=container_id, status=final, status_changed_at=now, built_at=now,
+        healthy=True,
         health_checked_at=now, retry_after=None, last_error="",
     )
     if not won:  # someone moved the slot on while we worked: our container is stale

@@ -55,8 +55,8 @@ from tests.live import LiveStack  # noqa: E402
 
 PASSWORD = "bench-Secret-123"
 KILL_FILE = "bench-kill.txt"
-# The pools' rule: a container that dies within this many seconds of its slot's last
-# status change counts as a repeat failure and backs off instead of being replaced at
+# The pools' rule: a container that dies within this many seconds of its build
+# (built_at) counts as a repeat failure and backs off instead of being replaced at
 # once (pools.services.STABLE_SECONDS). Kill targets are claimed early and killed only
 # once they are older than this, so the measure is the normal recovery path.
 STABLE_SECONDS = 60

@@ -3,27 +3,19 @@ port, then a site archive, an unsafe archive and the release."""
 
 from __future__ import annotations
 
-import io
 import re
 import time
-import zipfile
 from itertools import count
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, FilePayload, Page, expect
 
+from tests.unit.api_helpers import zip_of
+
 pytestmark = pytest.mark.e2e
 PASSWORD = "a-Long-pass-42"
 _names = count(1)
-
-
-def zip_of(entries: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def new_name() -> str:

@@ -85,7 +85,7 @@ def rows(stack: LiveStack, where: str = "1=1", params: tuple[Any, ...] = ()) -> 
     try:
         cursor = db.execute(
             "SELECT s.id, s.port, s.status, s.generation, s.container_id, s.failures, "
-            "s.last_error, s.healthy, s.status_changed_at, r.name AS runtime "
+            "s.last_error, s.healthy, s.built_at, r.name AS runtime "
             "FROM pools_poolcontainer s "
             f"JOIN pools_runtime r ON r.id = s.runtime_id WHERE {where} ORDER BY s.port",
             params)
@@ -93,7 +93,7 @@ def rows(stack: LiveStack, where: str = "1=1", params: tuple[Any, ...] = ()) -> 
     finally:
         db.close()
     for row in found:  # stored as naive UTC text
-        row["status_changed_at"] = datetime.fromisoformat(row["status_changed_at"] + "+00:00")
+        row["built_at"] = datetime.fromisoformat(row["built_at"] + "+00:00")
     return found
 
 
@@ -307,7 +307,7 @@ def test_stopped_idle_container_is_replaced(watcher: LiveStack) -> None:
     victim = idle[0]
     # A container that dies within STABLE_SECONDS of its build counts as a crash loop
     # (back-off); this one is meant to be a healthy container that got stopped.
-    age = (timezone.now() - victim["status_changed_at"]).total_seconds()
+    age = (timezone.now() - victim["built_at"]).total_seconds()
     time.sleep(max(0.0, services.STABLE_SECONDS + 1 - age))
 
     def replaced_and_idle() -> dict | None:

@@ -36,7 +36,7 @@ def only_pool(name: str, size: int) -> None:
 def long_ago(slot: PoolContainer) -> None:
     """Pretend the slot's container has been up for a while (not a crash loop)."""
     PoolContainer.objects.filter(pk=slot.pk).update(
-        status_changed_at=timezone.now() - timedelta(minutes=10))
+        built_at=timezone.now() - timedelta(minutes=10))
 
 
 def test_killed_idle_container_is_replaced_on_the_same_port(

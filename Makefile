@@ -3,10 +3,12 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
-export PAAS_DATA_DIR ?= $(CURDIR)/var
 
 .PHONY: run test setup venv docker images migrate lint unit integration e2e deploy-test bench clean-test
 
+# The platform's data lives in ./var (settings' default) unless PAAS_DATA_DIR says
+# otherwise. Nothing here exports it: test runs make a data dir of their own
+# (tests/settings.py) and must never see the platform's.
 run: setup
 	$(PY) manage.py migrate --noinput
 	infrastructure/scripts/run-platform.sh
@@ -15,7 +17,7 @@ test: setup
 	infrastructure/scripts/ensure-chromium.sh
 	$(MAKE) lint
 	@# Images first (a no-op when up to date), so no test pays for a cold build.
-	PAAS_DATA_DIR=$$(mktemp -d) $(PY) manage.py pool build-images
+	d=$$(mktemp -d) && PAAS_DATA_DIR=$$d $(PY) manage.py pool build-images; rc=$$?; rm -rf "$$d"; exit $$rc
 	infrastructure/scripts/run-tests.sh
 
 setup: venv docker

@@ -29,6 +29,13 @@ def port_ranges(base: int, width: int = 50) -> str:
                     for i, n in enumerate(names))
 
 
+def _inherited_env() -> dict[str, str]:
+    """The environment a stack inherits: no ``PAAS_*`` setting of the caller's (it could
+    name a live platform's database or data dir). A stack that should use a database
+    server of the run's own gets it through ``extra_env``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PAAS_")}
+
+
 class LiveStack:
     """``with LiveStack(instance, port_base, sizes) as stack: stack.url ...``"""
 
@@ -42,7 +49,7 @@ class LiveStack:
         self.watcher = watcher
         self.web_workers = web_workers
         self.env = {
-            **os.environ,
+            **_inherited_env(),
             "DJANGO_SETTINGS_MODULE": "paas_project.settings",
             "PAAS_INSTANCE": instance,
             "PAAS_DATA_DIR": str(self.data_dir),

@@ -1,19 +1,34 @@
-"""Test settings: every run gets its own instance label, data dir and port ranges, so
-two runs (or a run beside a live platform) on one Docker daemon never meet."""
+"""Test settings: every run gets its own instance label, data dir, secret, database and
+port ranges, so two runs (or a run beside a live platform) on one Docker daemon never
+meet.
+
+These are set whatever the environment says: a shell that exported the live platform's
+``PAAS_DATA_DIR``, ``PAAS_INSTANCE`` or ``PAAS_DATABASE_URL`` (the Makefile once did) must
+not make the tests write into that platform's content store or database. A run that
+should use a database or Redis server of its own names it in ``PAAS_TEST_DATABASE_URL``
+/ ``PAAS_TEST_REDIS_URL``.
+"""
 
 import os
 import random
+import secrets
 import tempfile
 
 _run = f"{os.getpid()}{random.randint(100, 999)}"
 _base = 20000 + random.randint(0, 99) * 400
-os.environ.setdefault("PAAS_INSTANCE", f"test-{_run}")
-os.environ.setdefault("PAAS_DATA_DIR", tempfile.mkdtemp(prefix=f"paas-test-{_run}-"))
-os.environ.setdefault(
-    "PAAS_PORT_RANGES",
+os.environ["PAAS_INSTANCE"] = f"test-{_run}"
+os.environ["PAAS_DATA_DIR"] = tempfile.mkdtemp(prefix=f"paas-test-{_run}-")
+os.environ["PAAS_SECRET_KEY"] = secrets.token_urlsafe(50)
+os.environ["PAAS_PORT_RANGES"] = (
     f"nginx={_base}-{_base + 49},apache={_base + 50}-{_base + 99},"
-    f"python={_base + 100}-{_base + 149},node={_base + 150}-{_base + 199}",
+    f"python={_base + 100}-{_base + 149},node={_base + 150}-{_base + 199}"
 )
+for _name in ("DATABASE_URL", "REDIS_URL"):  # servers of the run's own, or none
+    os.environ.pop(f"PAAS_{_name}", None)
+    if os.environ.get(f"PAAS_TEST_{_name}"):
+        os.environ[f"PAAS_{_name}"] = os.environ[f"PAAS_TEST_{_name}"]
+for _name in ("PAAS_ADMIN_USER", "PAAS_ADMIN_PASSWORD"):
+    os.environ.pop(_name, None)
 os.environ.setdefault("PAAS_POOL_SIZES", "nginx=2,apache=1,python=1,node=1")
 os.environ.setdefault("PAAS_TASKS_INLINE", "true")
 os.environ.setdefault("PAAS_BIND_IP", "127.0.0.1")

@@ -20,12 +20,13 @@
 # the pool containers and network of its instance (the cached image stays).
 #
 # Environment: PAAS_DEPLOYTEST_KEEP=1 keeps the target for inspection;
-# PAAS_DEPLOYTEST_RUN_ID sets the run id. Logs: var/deploy-test/<run id>/.
+# PAAS_DEPLOYTEST_RUN_ID sets the run id. Logs: test-artifacts/deploy-test/<run id>/.
+# Nothing is written into ./var (a platform started by `make run` keeps its data there).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
 infra=$repo/infrastructure
-venv=$repo/var/deploy-venv
+venv=$repo/.cache/deploy-venv  # a tool cache shared by runs, not platform data
 export ANSIBLE_CONFIG=$infra/ansible.cfg
 export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 PY_COLORS=0
 
@@ -91,7 +92,7 @@ do_vagrant() {
   command -v vagrant >/dev/null || { log "SKIP vagrant validate: vagrant not installable here"; return 0; }
   # validate needs no box and no running provider; --ignore-provider skips the
   # provider's own checks, so it also passes where the libvirt plugin is missing.
-  export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DOTFILE_PATH=$repo/var/vagrant
+  export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DOTFILE_PATH=$(mktemp -d /tmp/paas-vagrant.XXXXXX)
   (cd "$infra" && vagrant validate --ignore-provider)
   if vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt; then
     (cd "$infra" && VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate)
@@ -155,7 +156,7 @@ do_converge() {
   run_id=${PAAS_DEPLOYTEST_RUN_ID:-$(date +%H%M%S)$((RANDOM % 1000))}
   instance=deploytest-$run_id
   target=paas-deploytest-$run_id
-  work=$repo/var/deploy-test/$run_id
+  work=$repo/test-artifacts/deploy-test/$run_id
   mkdir -p "$work"
   web_port=$(free_port)
   base=$((30000 + (RANDOM % 25) * 400))
@@ -168,7 +169,7 @@ do_converge() {
   # A snapshot of the code (what the playbook's rsync would take: .gitignore and the
   # role's excludes apply there too), so both runs apply the same tree even while
   # someone edits the checkout.
-  rsync -a --delete --exclude=.git/ --exclude=/var/ --exclude=.venv/ '--filter=:-_.gitignore' \
+  rsync -a --delete --exclude=.git/ --exclude=/var/ --exclude=.venv/ --exclude=/.cache/ --exclude=/test-artifacts/ '--filter=:-_.gitignore' \
     "$repo/" "$work/src/"
 
   cleanup() {

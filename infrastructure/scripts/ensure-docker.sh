@@ -3,8 +3,8 @@
 # install docker.io and start `dockerd --live-restore` in the background (live-restore
 # keeps pool containers running across a daemon restart). Otherwise say what to do.
 set -euo pipefail
-log_dir=${PAAS_DATA_DIR:-$(pwd)/var}
-mkdir -p "$log_dir"
+# The engine is the host's, not the platform's: its log stays out of the data dir.
+log_file=/var/log/paas-dockerd.log
 
 answers() { docker info >/dev/null 2>&1; }
 
@@ -27,12 +27,12 @@ if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl start docker 2>/dev/null || true
 fi
 if ! answers; then
-  echo "docker: starting dockerd --live-restore (log: $log_dir/dockerd.log)"
-  nohup dockerd --live-restore >"$log_dir/dockerd.log" 2>&1 &
+  echo "docker: starting dockerd --live-restore (log: $log_file)"
+  nohup dockerd --live-restore >"$log_file" 2>&1 &
 fi
 for _ in $(seq 1 60); do
   if answers; then echo "docker: engine answers"; exit 0; fi
   sleep 0.5
 done
-echo "docker: dockerd did not come up; see $log_dir/dockerd.log" >&2
+echo "docker: dockerd did not come up; see $log_file" >&2
 exit 1

@@ -1,7 +1,24 @@
 #!/usr/bin/env bash
 # The whole suite: unit (fake engine), integration (real Docker), e2e (real Chromium).
 # Each pytest run labels its containers with its own PAAS_INSTANCE and removes them.
+#
+# Test runs never touch a live installation: tests/settings.py gives every run its own
+# data dir, instance, secret and database, and this script fingerprints ./var (where
+# `make run` keeps the platform's data) before and after; any change fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-.venv/bin/python manage.py check
-.venv/bin/pytest tests -q -p no:cacheprovider "$@"
+fingerprint() { .venv/bin/python infrastructure/scripts/tree-fingerprint.py var; }
+before=$(fingerprint)
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+PAAS_DATA_DIR=$scratch .venv/bin/python manage.py check
+status=0
+.venv/bin/pytest tests -q -p no:cacheprovider "$@" || status=$?
+
+if ! diff <(echo "$before") <(fingerprint) >"$scratch/var.diff"; then
+  echo "FAIL: the test run changed ./var, the data dir of a platform started by 'make run':" >&2
+  cat "$scratch/var.diff" >&2
+  exit 1
+fi
+exit "$status"

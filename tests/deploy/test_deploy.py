@@ -3,7 +3,7 @@ and the Ansible playbook converged on a fresh Debian 12 container running system
 
 Each test runs one step of ``infrastructure/scripts/deploy-test.sh`` (also what
 ``make deploy-test`` runs) and asserts on its exit status and its CHECK/PASS lines, so
-the outcome shows in pytest's summary. Logs of a converge: ``var/deploy-test/<run id>/``.
+the outcome shows in pytest's summary. Logs of a converge: ``test-artifacts/deploy-test/<run id>/``.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ PAAS_USER_QUOTA = env.int("PAAS_USER_QUOTA", default=3)
 PAAS_MAX_UPLOAD_MB = env.int("PAAS_MAX_UPLOAD_MB", default=50)
 PAAS_MAX_UPLOAD_FILES = env.int("PAAS_MAX_UPLOAD_FILES", default=2000)
 PAAS_MAX_COMPRESSION_RATIO = env.int("PAAS_MAX_COMPRESSION_RATIO", default=100)
-PAAS_ENGINE = env.str("PAAS_ENGINE", default="docker")  # "docker" or "fake" (unit tests)
+PAAS_ENGINE = env.str("PAAS_ENGINE", default="docker")  # "docker" (one host) or "swarm"
 PAAS_CONTENT_DIR = DATA_DIR / "content"
 # Run queued Docker work inline after commit instead of in the cluster (tests only).
 PAAS_TASKS_INLINE = env.bool("PAAS_TASKS_INLINE", default=False)

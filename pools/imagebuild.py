@@ -6,7 +6,7 @@ compute the tag it should run without asking Docker (``image_tag``) and an uncha
 image is never rebuilt. The base is ``debian:bookworm-slim`` when a registry answers,
 otherwise a ``debootstrap --variant=minbase`` rootfs imported into the engine.
 
-Only the engine (``pools/engine.py``) talks to Docker; this module just decides what to
+Only the engine package (``pools/engine/``) talks to Docker; this module just decides what to
 build and runs debootstrap/tar on the host.
 """
 

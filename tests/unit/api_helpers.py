@@ -10,8 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from deployments.models import Deployment
 from pools import content
-from pools.engine import FakeEngine
 from pools.models import PoolContainer
+from tests.fakes import FakeEngine
 
 PASSWORD = "pw-Secret-123"  # tests/conftest.py's make_user default
 

@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from pools import health, services
-from pools.engine import FakeEngine, set_engine
+from pools.engine import set_engine
 from pools.models import PoolContainer, Runtime
+from tests.fakes import FakeEngine
 
 
 @pytest.fixture(autouse=True)

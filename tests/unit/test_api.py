@@ -17,8 +17,8 @@ from rest_framework.test import APIClient
 
 from deployments import api as deployments_api
 from pools import content
-from pools.engine import FakeEngine
 from pools.models import PoolContainer, SlotStatus
+from tests.fakes import FakeEngine
 from tests.unit.api_helpers import snapshot, tar_member, tar_of, upload, zip_of
 
 pytest_plugins = ["tests.unit.api_fixtures"]

@@ -17,9 +17,9 @@ from deployments.errors import QuotaExceeded, Released
 from deployments.models import Deployment
 from pools import content
 from pools import services as pool_services
-from pools.engine import FakeEngine
 from pools.errors import InvalidInput, NotFound, PoolExhausted, UnknownRuntime
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
+from tests.fakes import FakeEngine
 
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)

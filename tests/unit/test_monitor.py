@@ -11,8 +11,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from pools import content, health, monitor, services
-from pools.engine import ContainerSpec, FakeEngine
+from pools.engine import ContainerSpec
 from pools.models import MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
+from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = SlotStatus

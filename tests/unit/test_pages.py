@@ -14,8 +14,8 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from deployments.models import Deployment
-from pools.engine import FakeEngine
 from pools.models import PoolContainer, Recovery, SlotStatus
+from tests.fakes import FakeEngine
 from tests.unit.api_helpers import snapshot, upload, zip_of
 
 pytest_plugins = ["tests.unit.api_fixtures"]

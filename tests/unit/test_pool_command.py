@@ -8,8 +8,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from pools.engine import FakeEngine
 from pools.models import PoolContainer, SlotStatus
+from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

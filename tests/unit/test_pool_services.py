@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from pools import content, health, services
-from pools.engine import FakeEngine
 from pools.errors import PoolExhausted, PortRangeExhausted, UnknownRuntime
 from pools.models import PoolContainer, Runtime, SlotStatus
+from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = SlotStatus

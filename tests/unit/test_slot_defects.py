@@ -48,6 +48,11 @@ def upload(deployment: Any, name: str, data: bytes) -> None:
     deployments.deployment_upload(deployment=deployment, uploads=[(name, io.BytesIO(data))])
 
 
+def slot_of(deployment: Any) -> int:
+    assert deployment.slot_id is not None
+    return int(deployment.slot_id)
+
+
 def container_files(engine: FakeEngine, slot_id: int) -> dict[str, bytes]:
     slot = PoolContainer.objects.get(pk=slot_id)
     return engine.files.get(slot.container_id, {})
@@ -77,7 +82,7 @@ def test_failed_recycle_then_reinitialize_never_hands_files_to_the_next_user(
     with pytest.MonkeyPatch.context() as broken:
         broken.setattr(fake_engine, "list_managed", broken_list)
         deployments.deployment_release(deployment=first)
-        slot = fail_until_failed(first.slot_id)
+        slot = fail_until_failed(slot_of(first))
     assert slot.status == S.FAILED and slot.owner_id is None
 
     assert services.slot_reinitialize(slot=slot)
@@ -246,13 +251,13 @@ def test_a_stale_push_never_brings_a_deleted_file_back(
             racer[0].join(timeout=1.0)
         real_put(container_id, path, data)
 
-    content.content_add(slot_id=deployment.slot_id,
+    content.content_add(slot_id=slot_of(deployment),
                         uploads=[("gone.html", io.BytesIO(b"deleted later"))])
-    services.slot_content_changed(slot_id=deployment.slot_id)
+    services.slot_content_changed(slot_id=slot_of(deployment))
     monkeypatch.setattr(fake_engine, "put_archive", put_archive)
     services.slot_content_sync(slot=PoolContainer.objects.get(pk=deployment.slot_id))
     racer[0].join(timeout=10)
-    assert container_files(fake_engine, deployment.slot_id) == {
+    assert container_files(fake_engine, slot_of(deployment)) == {
         f"{NGINX_ROOT}/keep.html": b"keep"}
 
 

@@ -38,6 +38,7 @@ class Command(BaseCommand):
         who.add_argument("--user")
         who.add_argument("--slot", type=int)
         sub.add_parser("reconcile", help="one reconcile pass now")
+        sub.add_parser("check", help="check the slot invariants (exit 1 when violated)")
         sub.add_parser("prune", help="delete history older than PAAS_HISTORY_DAYS")
         sub.add_parser("watch", help="follow Docker events and queue recoveries")
         sub.add_parser("schedules", help="install the periodic tasks")
@@ -146,6 +147,16 @@ class Command(BaseCommand):
         self.say(_dumps(result))
         if not result.get("ok"):
             raise CommandError(str(result.get("error", "reconcile pass failed")))
+
+    def do_check(self, **_: Any) -> None:
+        from pools.invariants import invariants_check
+
+        problems = invariants_check()
+        for line in problems:
+            self.say(line)
+        if problems:
+            raise CommandError(f"{len(problems)} invariant(s) violated")
+        self.say("all slot invariants hold")
 
     def do_prune(self, **_: Any) -> None:
         from pools.housekeeping import history_prune

@@ -85,7 +85,7 @@ class RuntimeAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Runtime, form: Any, change: bool) -> None:
         wanted = obj.pool_size
         super().save_model(request, obj, form, change)
-        if change and "pool_size" in form.changed_data:
+        if not change or "pool_size" in form.changed_data:
             self._resize(request, obj, wanted)
 
     def _resize(self, request: HttpRequest, runtime: Runtime, size: int) -> None:

@@ -191,3 +191,19 @@ def test_prune_removes_old_history_and_lock_files_of_deleted_slots(
     assert (base / f".lock-{deployment.slot_id}").exists()
     assert content.content_list(slot_id=int(str(deployment.slot_id))) == [
         {"path": "a", "size": 1}]
+
+
+def test_a_failed_slot_shows_its_reason_in_the_admin_and_pool_status(
+        fake_engine: FakeEngine, operator: Any) -> None:
+    only_pool("nginx", 1)
+    fake_engine.fail_create = True
+    services.pool_add(runtime_name="nginx", count=1, wait=True)
+    for _ in range(services.MAX_FAILURES):
+        services.slot_retry(slot=PoolContainer.objects.get())
+    slot = PoolContainer.objects.get()
+    assert slot.status == S.FAILED
+    page = operator.get("/admin/pools/poolcontainer/").content.decode()
+    assert "failed: fake engine: create refused" in page
+    out = io.StringIO()
+    call_command("pool", "status", stdout=out)
+    assert f"slot {slot.pk} (nginx:{slot.port}) failed: fake engine: create refused" in out.getvalue()

@@ -80,6 +80,10 @@ class PoolContainer(models.Model):
     build_generation = models.PositiveIntegerField(
         default=0, help_text="The generation whose container build has started (one builder each).",
     )
+    build_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When that build started; a task redelivered after "
+        "its worker died takes it over once this is older than the task timeout.",
+    )
     content_version = models.PositiveBigIntegerField(
         default=0, help_text="Bumped on every change of the slot's content store.",
     )

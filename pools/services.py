@@ -414,9 +414,7 @@ def slot_rebuild(*, slot_id: int, generation: int) -> bool:
     slot = PoolContainer.objects.select_related("runtime").filter(pk=slot_id).first()
     if slot is None or slot.generation != generation or slot.status not in BUSY:
         return False  # superseded, deleted, or already done
-    if not PoolContainer.objects.filter(
-            pk=slot_id, generation=generation, status=slot.status,
-            build_generation__lt=generation).update(build_generation=generation):
+    if not _build_claim(slot):
         return False  # another builder has this generation
     try:
         container_id = _build_container(slot)
@@ -431,6 +429,18 @@ def slot_rebuild(*, slot_id: int, generation: int) -> bool:
         _record_failure(slot, problem)
         return False
     return _finish(slot, container_id)
+
+
+def _build_claim(slot: PoolContainer) -> bool:
+    """Claim the build of the slot's generation (a compare-and-set). A claim older than
+    the task timeout belongs to a builder that is gone (django-q2 ends a task by then,
+    and hands it out again after its retry time): that one may be taken over."""
+    now = timezone.now()
+    given_up = now - timedelta(seconds=settings.Q_CLUSTER.get("timeout", 120))
+    return bool(PoolContainer.objects.filter(
+        Q(build_generation__lt=slot.generation) | Q(build_started_at__lt=given_up),
+        pk=slot.pk, generation=slot.generation, status=slot.status,
+    ).update(build_generation=slot.generation, build_started_at=now))
 
 
 def _describe(exc: BaseException) -> str:

@@ -146,6 +146,24 @@ def test_a_second_builder_of_the_same_generation_does_nothing(
     assert fresh.status == S.IDLE and fresh.container_id in fake_engine.containers
 
 
+def test_a_task_redelivered_after_its_worker_died_finishes_the_build(
+        fake_engine: FakeEngine, warm: Callable) -> None:
+    only_pool("nginx", 1)
+    slot = warm("nginx", 1)[0]
+    assert services.slot_reinitialize(slot=slot, queue=False)
+    generation = slot.generation
+    # a worker claimed the build and was killed before it finished
+    PoolContainer.objects.filter(pk=slot.pk).update(
+        build_generation=generation, build_started_at=timezone.now())
+    assert not services.slot_rebuild(slot_id=slot.pk, generation=generation)
+    timeout = services.settings.Q_CLUSTER["timeout"]
+    PoolContainer.objects.filter(pk=slot.pk).update(
+        build_started_at=timezone.now() - timedelta(seconds=timeout + 1))
+    assert services.slot_rebuild(slot_id=slot.pk, generation=generation)
+    fresh = PoolContainer.objects.get(pk=slot.pk)
+    assert fresh.status == S.IDLE and fresh.generation == generation
+
+
 # --- 3. every failure is recorded --------------------------------------------------------
 def test_runtime_without_an_image_ends_failed_with_the_reason(
         fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:

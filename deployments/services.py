@@ -32,6 +32,7 @@ from pools.services import (
     HELD,
     runtime_get,
     slot_claim,
+    slot_content_changed,
     slot_content_sync,
     slot_logs,
     slot_release,
@@ -103,12 +104,15 @@ def deployment_upload(*, deployment: Deployment, uploads: Sequence[tuple[str, IO
     container. All or nothing: a rejected upload changes nothing. Returns the stored
     paths."""
     slot = _held_slot(deployment)
-    stored = content.content_add(slot_id=slot.pk, uploads=uploads, path=path)
-    if not _still_held(deployment, slot):
-        # Released while we wrote: take our files out again before the next user comes.
-        for rel in stored:
-            _forget(slot.pk, rel)
-        raise Released()
+
+    def still_mine() -> None:
+        # Checked under the store's lock, just before the files land: a release clears
+        # the store under the same lock, so nothing of ours can land after it.
+        if not _still_held(deployment, slot):
+            raise Released()
+
+    stored = content.content_add(slot_id=slot.pk, uploads=uploads, path=path, guard=still_mine)
+    slot_content_changed(slot_id=slot.pk)
     slot_content_sync(slot=slot)
     return stored
 
@@ -124,6 +128,7 @@ def deployment_file_delete(*, deployment: Deployment, path: str) -> None:
     root) and push the store into the container."""
     slot = _held_slot(deployment)
     content.content_delete(slot_id=slot.pk, path=path)
+    slot_content_changed(slot_id=slot.pk)
     slot_content_sync(slot=slot)
 
 
@@ -201,9 +206,3 @@ def _still_held(deployment: Deployment, slot: PoolContainer) -> bool:
     slot.refresh_from_db(fields=["status", "owner", "container_id", "generation"])
     return slot.owner_id == deployment.user_id and slot.status in HELD
 
-
-def _forget(slot_id: int, rel: str) -> None:
-    try:
-        content.content_delete(slot_id=slot_id, path=rel)
-    except Exception:  # best effort: the file may be gone with the recycle already
-        log.warning("could not remove %s from slot %s after a release", rel, slot_id)

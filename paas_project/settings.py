@@ -47,6 +47,10 @@ PAAS_TASKS_INLINE = env.bool("PAAS_TASKS_INLINE", default=False)
 PAAS_FAULT_REBUILD_PAUSE = env.float("PAAS_FAULT_REBUILD_PAUSE", default=0.0)
 # Parallel container creations during init/refill: bounded to protect the daemon.
 PAAS_CREATE_PARALLEL = env.int("PAAS_CREATE_PARALLEL", default=4)
+# One reconcile pass or converge at a time: a killed holder blocks others this long at most.
+PAAS_PASS_LEASE_SECONDS = env.int("PAAS_PASS_LEASE_SECONDS", default=300)
+# Monitor-pass, recovery and finished task rows older than this are pruned (pool prune).
+PAAS_HISTORY_DAYS = env.int("PAAS_HISTORY_DAYS", default=30)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -85,20 +85,16 @@ class RuntimeAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Runtime, form: Any, change: bool) -> None:
         wanted = obj.pool_size
         super().save_model(request, obj, form, change)
-        if change and "pool_size" in form.changed_data:
+        if not change or "pool_size" in form.changed_data:
             self._resize(request, obj, wanted)
 
     def _resize(self, request: HttpRequest, runtime: Runtime, size: int) -> None:
-        """A larger size fills in the background; a smaller one removes idle slots only."""
-        try:
-            result = services.pool_set_size(runtime_name=runtime.name, size=size)
-        except PaasError as exc:
-            self.message_user(request, f"{runtime.name}: {exc.detail}", messages.ERROR)
-            return
-        note = (f"; {result['short']} assigned slot(s) kept until released"
-                if result["short"] else "")
-        self.message_user(request, f"{runtime.name}: size {size}: adding {result['added']}, "
-                                   f"removed {result['removed']} idle{note}", messages.INFO)
+        """Only asks for a converge: the pool fills or shrinks (idle slots only) in the
+        background, one converge at a time."""
+        services.pool_converge_request(runtime_name=runtime.name)
+        self.message_user(request, f"{runtime.name}: size {size}; the pool converges to it in "
+                                   "the background (only idle slots are removed)",
+                          messages.INFO)
 
     @admin.action(description="Reinitialize pool (recreate every container; assigned keep their files)")
     def reinitialize_pool(self, request: HttpRequest, queryset: QuerySet[Runtime]) -> None:
@@ -133,11 +129,16 @@ class PoolContainerAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # slots come from "add containers", which allocates the port
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # no side door: a pool shrinks through its size (idle slots only)
+
     @admin.display(description="health")
     def health(self, obj: PoolContainer) -> str:
+        if obj.status == S.FAILED or (obj.last_error and obj.retry_after):
+            return f"{obj.status}: {obj.last_error}"[:120]
         if obj.healthy is None:
             return "unknown"
-        return "ok" if obj.healthy else f"unhealthy: {obj.last_error}"[:80]
+        return "ok" if obj.healthy else f"unhealthy: {obj.last_error}"[:120]
 
     @admin.display(description="age", ordering="created_at")
     def age(self, obj: PoolContainer) -> str:
@@ -185,13 +186,12 @@ class PoolContainerAdmin(admin.ModelAdmin):
         if form.is_valid():
             runtime, count = form.cleaned_data["runtime"], form.cleaned_data["count"]
             try:
-                slots = services.pool_add(runtime_name=runtime.name, count=count)
+                services.pool_add(runtime_name=runtime.name, count=count)
             except PaasError as exc:
                 self.message_user(request, f"{runtime.name}: {exc.detail}", messages.ERROR)
             else:
-                self.message_user(request, f"adding {len(slots)} {runtime.name} container(s) "
-                                  f"on ports {', '.join(str(s.port) for s in slots)}",
-                                  messages.SUCCESS)
+                self.message_user(request, f"adding {count} {runtime.name} container(s); "
+                                  "they are built in the background", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:pools_poolcontainer_changelist"))
         context = {**self.admin_site.each_context(request), "form": form,
                    "title": "Add containers", "opts": self.model._meta}

@@ -17,11 +17,12 @@ import shutil
 import stat
 import struct
 import tarfile
+import time
 import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -390,15 +391,53 @@ def _check_tar_type(name: str, member: tarfile.TarInfo) -> None:
 # --- Commit ------------------------------------------------------------------------
 
 
+LOCK_PREFIXES = (".lock-", ".push-")
+
+
 @contextmanager
-def _slot_lock(slot_id: int, *, shared: bool = False) -> Iterator[None]:
-    """Serialise writers of one slot's store (readers share). The lock file sits beside
-    the store, not in it, so clearing the store never removes a lock someone holds."""
+def _flock(name: str, *, shared: bool = False) -> Iterator[None]:
+    """An advisory lock across processes. Lock files sit beside the stores, not in them,
+    so clearing a store never removes a lock someone holds; ``lock_files_prune`` removes
+    those of slots that no longer exist."""
     base = Path(settings.PAAS_CONTENT_DIR)
     base.mkdir(parents=True, exist_ok=True)
-    with open(base / f".lock-{slot_id}", "ab") as lock:  # "a": create, never truncate
+    with open(base / name, "ab") as lock:  # "a": create, never truncate
         fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield  # closing the file releases the lock
+
+
+def _slot_lock(slot_id: int, *, shared: bool = False) -> AbstractContextManager[None]:
+    """Serialise writers of one slot's store (readers share)."""
+    return _flock(f".lock-{slot_id}", shared=shared)
+
+
+def push_lock(slot_id: int) -> AbstractContextManager[None]:
+    """Serialise pushes into one slot's container across processes (web and worker),
+    so a push that read older content can never land after a newer one. A lock of its
+    own: a push reads the store under the store lock while holding this one."""
+    return _flock(f".push-{slot_id}")
+
+
+def lock_files_prune(*, keep: set[int], min_age: float = 3600.0) -> int:
+    """Remove the lock files and stores of slots not in ``keep`` (deleted slots). A slot
+    created after ``keep`` was read has a higher id than all of it, and its files are
+    new: those are left alone."""
+    base = Path(settings.PAAS_CONTENT_DIR)
+    if not base.is_dir():
+        return 0
+    newest, now, removed = max(keep, default=0), time.time(), 0
+    for entry in base.iterdir():
+        prefix = next((p for p in LOCK_PREFIXES if entry.name.startswith(p)), "")
+        slot_id = entry.name[len(prefix):]
+        if not slot_id.isdigit() or int(slot_id) in keep:
+            continue
+        if int(slot_id) < newest or now - entry.lstat().st_mtime > min_age:
+            if prefix:
+                entry.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _walk(root: Path) -> tuple[dict[str, int], list[str]]:
@@ -456,11 +495,15 @@ def _commit(tree: Path, root: Path) -> list[str]:
 # --- Public API --------------------------------------------------------------------
 
 
-def content_add(*, slot_id: int, uploads: Sequence[tuple[str, IO[bytes]]], path: str = "") -> list[str]:
+def content_add(*, slot_id: int, uploads: Sequence[tuple[str, IO[bytes]]], path: str = "",
+                guard: Callable[[], None] | None = None) -> list[str]:
     """Store uploaded files under the folder ``path`` of the slot's store, extracting
     .zip/.tar/.tar.gz/.tgz archives there; other files keep only their base name.
     Each file object is read from its current position. All or nothing: on any error the
-    store is left as it was. Returns the stored paths (relative, posix, sorted)."""
+    store is left as it was. ``guard`` runs under the store lock just before the commit
+    and may raise to refuse it (the slot is no longer the uploader's: a release clears
+    the store under the same lock, so nothing lands after it). Returns the stored paths
+    (relative, posix, sorted)."""
     root = content_dir(slot_id)
     folder = _clean_relpath(path, what="target folder", scope="content folder")
     if not uploads:
@@ -476,6 +519,8 @@ def content_add(*, slot_id: int, uploads: Sequence[tuple[str, IO[bytes]]], path:
         for name, src in uploads:
             _stage_upload(name, src, tree / folder, work, limits)
         with _slot_lock(slot_id):
+            if guard is not None:
+                guard()
             return _commit(tree, root)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -526,6 +571,16 @@ def content_clear(*, slot_id: int) -> None:
     with _slot_lock(slot_id):
         if root.exists():
             shutil.rmtree(root)
+
+
+def content_is_empty(*, slot_id: int) -> bool:
+    """True when the slot has no stored file: one stat when there is no store (the usual
+    case for an idle slot), one directory read otherwise; never a walk."""
+    try:
+        with os.scandir(content_dir(slot_id)) as entries:
+            return next(entries, None) is None
+    except FileNotFoundError:
+        return True
 
 
 def content_tar(*, slot_id: int, uid: int = 1000, gid: int = 1000) -> bytes:

@@ -79,3 +79,10 @@ class ImageMissing(EngineError):
 
     code = "image_missing"
     status = 503
+
+
+class RuntimeMisconfigured(PaasError):
+    """The runtime's settings cannot give a container (no image, for one)."""
+
+    code = "runtime_misconfigured"
+    status = 409

@@ -77,6 +77,19 @@ class PoolContainer(models.Model):
         default=0, help_text="Consecutive failed replacements; reset on success.",
     )
     retry_after = models.DateTimeField(null=True, blank=True)
+    build_generation = models.PositiveIntegerField(
+        default=0, help_text="The generation whose container build has started (one builder each).",
+    )
+    build_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When that build started; a task redelivered after "
+        "its worker died takes it over once this is older than the task timeout.",
+    )
+    content_version = models.PositiveBigIntegerField(
+        default=0, help_text="Bumped on every change of the slot's content store.",
+    )
+    pushed_version = models.PositiveBigIntegerField(
+        default=0, help_text="The content version the current container serves.",
+    )
 
     class Meta:
         ordering = ["runtime__port_min", "port"]
@@ -148,3 +161,15 @@ class MonitorPass(models.Model):
     class Meta:
         ordering = ["-started_at"]
         verbose_name_plural = "monitor passes"
+
+
+class Lease(models.Model):
+    """A named lease across processes (one reconcile pass at a time). A holder that dies
+    blocks nobody for longer than the lease's expiry."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.holder or 'free'} until {self.expires_at:%H:%M:%S})"

@@ -15,12 +15,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import F
 from django.utils import timezone
 
 from pools import health, services
 from pools.engine import ContainerInfo, get_engine
 from pools.errors import EngineError, EngineUnavailable
+from pools.lease import Holder, LeaseBusy, lease_held
 from pools.models import MonitorPass, PoolContainer, Runtime, SlotStatus
+from pools.states import BUSY, SETTLED
 
 log = logging.getLogger(__name__)
 S = SlotStatus
@@ -31,24 +34,68 @@ CONFIRM_DELAY = 0.5  # seconds between a failed check and the second look
 
 # --- the reconcile pass -----------------------------------------------------------
 def reconcile_pass(*, trigger: str = "schedule") -> dict[str, Any]:
-    """Compare the rows with the labelled containers and converge. Returns a summary;
-    with Docker unreachable nothing is changed and ``ok`` is False."""
+    """Compare the rows with the labelled containers and converge, under the pools
+    lease: when another pass (or a converge) holds it, this one is skipped. Returns a
+    summary; with Docker unreachable nothing is changed and ``ok`` is False."""
+    try:
+        with lease_held() as holder:
+            return _pass(trigger, holder)
+    except LeaseBusy:
+        log.info("reconcile pass (%s) skipped: another pass is running", trigger)
+        return {"ok": True, "skipped": True, "error": "", "trigger": trigger}
+
+
+def _pass(trigger: str, holder: Holder) -> dict[str, Any]:
     record = MonitorPass.objects.create()
     summary: dict[str, Any] = {"trigger": trigger, "recovered": [], "orphans_removed": 0,
-                               "retried": [], "refilled": {}, "healthy": 0, "unhealthy": 0}
+                               "retried": [], "repushed": [], "refilled": {}, "trimmed": {},
+                               "healthy": 0, "unhealthy": 0, "errors": []}
+    ok, error = True, ""
     try:
         containers = get_engine().list_managed(settings.PAAS_INSTANCE)
         _remove_orphans(containers, summary)
         _check_slots(containers, summary)
-        summary["refilled"] = pool_refill()
-        ok, error = True, ""
+        holder.renew()
+        _repush_stale(summary)
+        _converge_all(summary)
     except EngineError as exc:  # unreachable or refusing: change nothing, retry next pass
         ok, error = False, str(exc)
         log.warning("reconcile pass aborted: %s", exc)
-    record.finished_at, record.ok, record.error, record.summary = (
-        timezone.now(), ok, error, summary)
-    record.save()
+    except Exception as exc:  # a bug or a broken database: recorded, never half-finished
+        ok, error = False, f"{type(exc).__name__}: {exc}"
+        log.exception("reconcile pass failed")
+    finally:
+        record.finished_at, record.ok, record.summary = timezone.now(), ok, summary
+        record.error = "; ".join(filter(None, [error, *summary["errors"]]))[:2000]
+        record.save()
     return {"ok": ok, "error": error, **summary}
+
+
+def _repush_stale(summary: dict[str, Any]) -> None:
+    """An assigned slot whose container does not serve the current content (a push
+    that failed, after an upload or a recovery) gets it pushed again."""
+    stale = PoolContainer.objects.select_related("runtime").filter(
+        status=S.ASSIGNED, pushed_version__lt=F("content_version"))
+    for slot in stale:
+        if services.slot_content_sync_safely(slot=slot):
+            summary["repushed"].append(slot.pk)
+        else:
+            summary["errors"].append(f"slot {slot.pk}: content push failed")
+
+
+def _converge_all(summary: dict[str, Any]) -> None:
+    """Every enabled pool to its size; one pool's error does not stop the others."""
+    for runtime in Runtime.objects.filter(enabled=True):
+        try:
+            result = services.pool_converge(runtime=runtime)
+        except Exception as exc:
+            summary["errors"].append(f"{runtime.name}: {exc}")
+            log.warning("converging %s failed: %s", runtime.name, exc)
+            continue
+        if result["added"]:
+            summary["refilled"][runtime.name] = result["added"]
+        if result["removed"]:
+            summary["trimmed"][runtime.name] = result["removed"]
 
 
 def _remove_orphans(containers: list[ContainerInfo], summary: dict[str, Any]) -> None:
@@ -57,7 +104,7 @@ def _remove_orphans(containers: list[ContainerInfo], summary: dict[str, Any]) ->
     engine = get_engine()
     for info in containers:
         slot = slots.get(info.slot_id or -1)
-        stale = (slot is not None and slot.status not in services.BUSY
+        stale = (slot is not None and slot.status not in BUSY
                  and info.generation != slot.generation)
         if slot is None or stale:
             engine.remove(info.id)
@@ -67,7 +114,7 @@ def _remove_orphans(containers: list[ContainerInfo], summary: dict[str, Any]) ->
 def _check_slots(containers: list[ContainerInfo], summary: dict[str, Any]) -> None:
     by_id = {info.id: info for info in containers}
     slots = list(PoolContainer.objects.select_related("runtime").exclude(status=S.FAILED))
-    settled = [s for s in slots if s.status in (S.IDLE, S.ASSIGNED)]
+    settled = [s for s in slots if s.status in SETTLED]
     with ThreadPoolExecutor(max_workers=16) as pool:
         problems = list(pool.map(lambda s: diagnose(s, by_id.get(s.container_id)), settled))
     for slot, problem in zip(settled, problems, strict=True):
@@ -76,7 +123,7 @@ def _check_slots(containers: list[ContainerInfo], summary: dict[str, Any]) -> No
                 slot=slot, reason=problem, trigger="reconcile"):
             summary["recovered"].append(slot.pk)
     for slot in slots:
-        if slot.status in services.BUSY and _stuck(slot) and services.slot_retry(slot=slot):
+        if slot.status in BUSY and _stuck(slot) and services.slot_retry(slot=slot):
             summary["retried"].append(slot.pk)
 
 
@@ -122,16 +169,6 @@ def _stuck(slot: PoolContainer) -> bool:
     if slot.retry_after:
         return slot.retry_after <= now
     return (now - slot.status_changed_at).total_seconds() > STUCK_SECONDS
-
-
-def pool_refill() -> dict[str, int]:
-    """Queue new slots for every enabled pool below its size."""
-    added: dict[str, int] = {}
-    for runtime in Runtime.objects.filter(enabled=True):
-        missing = runtime.pool_size - runtime.slots.count()
-        if missing > 0:
-            added[runtime.name] = len(services.pool_add(runtime_name=runtime.name, count=missing))
-    return added
 
 
 # --- the watcher (fast path) --------------------------------------------------------
@@ -180,7 +217,7 @@ def handle_event(container_id: str, action: str, labels: dict[str, str],
         pk=int(slot_id) if slot_id.isdigit() else -1).first()
     if slot is None or slot.container_id != container_id:
         return False  # an old generation, or a container we are removing ourselves
-    if slot.status not in (S.IDLE, S.ASSIGNED):
+    if slot.status not in SETTLED:
         return False
     reason = "killed by the out-of-memory killer" if action == "oom" else f"container {action}"
     queued = services.slot_recover(slot=slot, reason=reason, trigger="watch")
@@ -200,17 +237,23 @@ def _catch_up(say: Callable[[str], None]) -> None:
 
 # --- schedules ----------------------------------------------------------------------
 SCHEDULE_NAME = "paas-reconcile"
+PRUNE_SCHEDULE_NAME = "paas-prune"
 
 
 def schedules_install() -> list[str]:
-    """Install (or update) the periodic reconcile task; safe to run any number of times.
-    django-q2 schedules have a one-minute floor, so the interval is rounded to minutes."""
+    """Install (or update) the periodic reconcile and prune tasks; safe to run any
+    number of times. django-q2 schedules have a one-minute floor, so the interval is
+    rounded to minutes."""
     from django_q.models import Schedule
 
     minutes = max(1, round(settings.PAAS_MONITOR_INTERVAL / 60))
-    _, created = Schedule.objects.update_or_create(
-        name=SCHEDULE_NAME,
-        defaults={"func": "pools.tasks.reconcile", "schedule_type": Schedule.MINUTES,
-                  "minutes": minutes, "repeats": -1},
-    )
-    return [f"{SCHEDULE_NAME}: every {minutes} min ({'installed' if created else 'updated'})"]
+    schedules = [(SCHEDULE_NAME, "pools.tasks.reconcile", minutes, f"every {minutes} min"),
+                 (PRUNE_SCHEDULE_NAME, "pools.tasks.prune", 24 * 60, "daily")]
+    lines = []
+    for name, func, every, said in schedules:
+        _, created = Schedule.objects.update_or_create(
+            name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES,
+                                 "minutes": every, "repeats": -1},
+        )
+        lines.append(f"{name}: {said} ({'installed' if created else 'updated'})")
+    return lines

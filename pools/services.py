@@ -1,10 +1,16 @@
 """Pool services: the only place that changes slots.
 
-Claims are one conditional UPDATE and never touch Docker. Every Docker-side change of a
-slot first bumps its generation with a compare-and-set; the Docker work then runs in a
-task (``slot_rebuild``) that stops as soon as it sees the generation has moved on. So a
-release, a recovery, an operator and the reconcile pass can race on one slot and exactly
-one container per slot remains.
+Every change of a slot's state goes through ``slot_transition``: a compare-and-set on
+status *and* generation of a move that ``pools.states.TRANSITIONS`` allows. Claims are
+that compare-and-set as one ``UPDATE … RETURNING`` and never touch Docker. A move into a
+busy state bumps the generation and queues the build (``slot_rebuild``), which claims
+its (slot, generation) so that exactly one builder runs, and stops as soon as it sees
+the generation has moved on. Any exception during Docker or file work ends in a recorded
+state with its reason (``last_error``). Pool sizes change only through ``pool_converge``
+under the pools lease (one at a time across processes).
+
+Two hooks mark the points other features attach to: ``_after_release`` (a slot just left
+its owner) and ``_before_idle`` (a slot is about to become claimable).
 """
 
 from __future__ import annotations
@@ -12,14 +18,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from pools import content, health
@@ -32,17 +39,27 @@ from pools.engine import (
     ContainerSpec,
     get_engine,
 )
-from pools.errors import EngineError, PoolExhausted, PortRangeExhausted, UnknownRuntime
+from pools.errors import (
+    PaasError,
+    PoolExhausted,
+    PortRangeExhausted,
+    RuntimeMisconfigured,
+    UnknownRuntime,
+)
+from pools.lease import lease_held
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
+from pools.states import BUSY, HELD, SETTLED, starts_build, transition_check
+
+__all__ = ["BUSY", "HELD", "SETTLED"]  # re-exported for callers that test a slot's state
 
 log = logging.getLogger(__name__)
 
 S = SlotStatus
-BUSY = (S.PROVISIONING, S.RECYCLING, S.RECOVERING)  # a rebuild task owns the slot
-HELD = (S.ASSIGNED, S.RECOVERING, S.FAILED)  # states in which a slot may have an owner
 MAX_FAILURES = 3
 READY_TIMEOUT = 20.0
 STABLE_SECONDS = 60  # a container that dies sooner after its (re)build counts as a repeat
+COMMAND_LEASE_WAIT = 120.0  # a command waits this long for a running pass to finish
+TASK_LEASE_WAIT = 60.0  # a queued converge waits this long, then leaves it to the next pass
 
 
 # --- runtimes ---------------------------------------------------------------------
@@ -95,9 +112,67 @@ def _allocate_port(runtime: Runtime) -> int:
     )
 
 
+# --- the one transition function -------------------------------------------------------
+def slot_transition(slot: PoolContainer, *, to: str, queue: bool = True,
+                    **changes: Any) -> bool:
+    """Move ``slot`` (as read) to ``to``: a compare-and-set on its status and generation,
+    so exactly one of several racing callers wins; the others get False. A move into a
+    busy state bumps the generation and (``queue``) queues its build after commit; a
+    move into ``recycling`` drops the owner and clears the store at once. ``slot`` is
+    updated in place when the move is won."""
+    transition_check(slot, to)
+    generation = slot.generation + 1 if starts_build(to) else slot.generation
+    if to == S.RECYCLING:
+        changes.update(owner=None, assigned_at=None)
+    won = PoolContainer.objects.filter(
+        pk=slot.pk, status=slot.status, generation=slot.generation,
+    ).update(status=to, generation=generation, status_changed_at=timezone.now(), **changes)
+    if not won:
+        return False
+    was = slot.status
+    slot.refresh_from_db()
+    log.info("slot %s: %s -> %s (generation %d)", slot.pk, was, to, generation)
+    if starts_build(to):
+        Recovery.objects.filter(slot_id=slot.pk, outcome=Recovery.Outcome.RUNNING).exclude(
+            generation=generation).update(outcome=Recovery.Outcome.SUPERSEDED,
+                                          finished_at=timezone.now())
+        if to == S.RECYCLING:
+            _after_release(slot)
+        if queue:
+            _enqueue("pools.tasks.slot_rebuild", slot.pk, generation)
+    return True
+
+
+def _after_release(slot: PoolContainer) -> None:
+    """The one place where a slot has just left its owner (hook: remove its routes).
+    The store is cleared here, before the slot can ever be claimed again; should that
+    fail, the build clears it again and the slot cannot turn idle until it is empty."""
+    try:
+        content.content_clear(slot_id=slot.pk)
+    except OSError as exc:
+        log.error("slot %s: clearing the released store failed: %s", slot.pk, exc)
+        PoolContainer.objects.filter(pk=slot.pk).update(
+            last_error=f"clearing the content store failed: {exc}"[:500])
+
+
+def _before_idle(slot: PoolContainer) -> None:
+    """The one place just before a slot turns idle and claimable (hook: install the
+    route of a fresh slug). The store must be empty; anything found is cleared."""
+    _store_must_be_empty(slot.pk, when="before turning idle")
+
+
+def _store_must_be_empty(slot_id: int, *, when: str) -> None:
+    """A slot without an owner never keeps files: a stray file from any source (a test
+    run, a failed clear, a racing upload) is cleared, and logged as the error it is."""
+    if content.content_is_empty(slot_id=slot_id):
+        return
+    log.error("slot %s: content store not empty %s; cleared", slot_id, when)
+    content.content_clear(slot_id=slot_id)
+
+
 # --- creating and sizing pools ----------------------------------------------------
 def slot_create(*, runtime: Runtime) -> PoolContainer:
-    """A new ``provisioning`` row on the first free port; its container comes from a task."""
+    """A new ``provisioning`` row on the first free port; its container comes from a build."""
     for _attempt in range(10):
         port = _allocate_port(runtime)
         try:
@@ -108,52 +183,101 @@ def slot_create(*, runtime: Runtime) -> PoolContainer:
     raise PortRangeExhausted(f"{runtime.name}: could not reserve a port")
 
 
+def pool_converge(*, runtime: Runtime, wait: bool = False,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Bring one pool to its size: create the missing slots, or delete idle slots above
+    it (never an assigned one). The caller holds the pools lease (``pool_converge_locked``
+    or the reconcile pass), so no two converges count at once. Slots created before a
+    ``PortRangeExhausted`` are kept and built; the error is raised afterwards."""
+    total = runtime.slots.count()
+    created: list[PoolContainer] = []
+    error: PaasError | None = None
+    try:
+        while total + len(created) < runtime.pool_size:
+            created.append(slot_create(runtime=runtime))
+    except PaasError as exc:
+        error = exc
+    removed = slots_remove_idle(runtime=runtime, count=total - runtime.pool_size)
+    _dispatch([(slot.pk, slot.generation) for slot in created], wait=wait, progress=progress)
+    if error is not None:
+        raise error
+    short = max(0, total - runtime.pool_size - removed)
+    return {"added": len(created), "removed": removed, "short": short, "slots": created}
+
+
+def pool_converge_locked(*, runtime_name: str, wait: bool = False, lease_wait: float = 0.0,
+                         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``pool_converge`` under the pools lease (waiting up to ``lease_wait`` for it)."""
+    with lease_held(wait=lease_wait) as holder:
+        runtime = runtime_get(name=runtime_name)
+
+        def renew_and_say(line: str) -> None:
+            holder.renew()  # a long build keeps the lease
+            if progress:
+                progress(line)
+
+        return pool_converge(runtime=runtime, wait=wait, progress=renew_and_say)
+
+
+def pool_converge_request(*, runtime_name: str) -> None:
+    """Ask for a converge of one pool (a task, after commit); never counts by itself."""
+    _enqueue("pools.tasks.pool_converge", runtime_name)
+
+
 def pool_add(*, runtime_name: str, count: int, wait: bool = False,
              progress: Callable[[str], None] | None = None) -> list[PoolContainer]:
+    """Grow the pool by ``count`` slots: its size becomes the slots it has plus
+    ``count``, and it converges to that (now with ``wait``, else in a task). Returns the
+    slots created when waiting."""
     runtime = runtime_get(name=runtime_name)
-    slots = [slot_create(runtime=runtime) for _ in range(count)]
-    _dispatch([(slot.pk, slot.generation) for slot in slots], wait=wait, progress=progress)
-    return slots
+    Runtime.objects.filter(pk=runtime.pk).update(pool_size=runtime.slots.count() + count)
+    if not wait:
+        pool_converge_request(runtime_name=runtime.name)
+        return []
+    result = pool_converge_locked(runtime_name=runtime.name, wait=True, progress=progress,
+                                  lease_wait=COMMAND_LEASE_WAIT)
+    return list(result["slots"])
 
 
 def pool_init(*, runtime_name: str | None = None, wait: bool = True,
               progress: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Fill every enabled pool (or one) to its size and finish slots left half-built.
-    Returns runtime → number of slots created."""
-    runtimes = [runtime_get(name=runtime_name)] if runtime_name else list(
-        Runtime.objects.filter(enabled=True)
-    )
+    """Converge every enabled pool (or one) to its size, and build slots whose build
+    never started (their task was lost). Returns runtime → number of slots created."""
+    names = [runtime_get(name=runtime_name).name] if runtime_name else list(
+        Runtime.objects.filter(enabled=True).values_list("name", flat=True))
     created: dict[str, int] = {}
-    jobs: list[tuple[int, int]] = []
-    for runtime in runtimes:
-        missing = max(0, runtime.pool_size - runtime.slots.count())
-        jobs += [(slot.pk, slot.generation) for slot in
-                 (slot_create(runtime=runtime) for _ in range(missing))]
-        jobs += list(runtime.slots.filter(status__in=BUSY).values_list("pk", "generation"))
-        created[runtime.name] = missing
-    _dispatch(sorted(set(jobs)), wait=wait, progress=progress)
+    for name in names:
+        result = pool_converge_locked(runtime_name=name, wait=wait, progress=progress,
+                                      lease_wait=COMMAND_LEASE_WAIT)
+        created[name] = result["added"]
+    unstarted = PoolContainer.objects.filter(
+        runtime__name__in=names, status__in=BUSY, build_generation__lt=F("generation"))
+    _dispatch(list(unstarted.values_list("pk", "generation")), wait=wait, progress=progress)
     return created
 
 
 def pool_set_size(*, runtime_name: str, size: int, wait: bool = False) -> dict[str, int]:
-    """Grow by adding slots; shrink by deleting idle slots only (never an assigned one)."""
+    """Set the pool's size and converge to it: growing adds slots, shrinking deletes
+    idle slots only. Without ``wait`` the converge is only requested (counts are 0)."""
     runtime = runtime_get(name=runtime_name)
     Runtime.objects.filter(pk=runtime.pk).update(pool_size=size)
-    total = runtime.slots.count()
-    if size > total:
-        return {"added": len(pool_add(runtime_name=runtime.name, count=size - total, wait=wait)),
-                "removed": 0, "short": 0}
-    removed = slots_remove_idle(runtime=runtime, count=total - size)
-    return {"added": 0, "removed": removed, "short": total - size - removed}
+    if not wait:
+        pool_converge_request(runtime_name=runtime.name)
+        return {"added": 0, "removed": 0, "short": 0}
+    result = pool_converge_locked(runtime_name=runtime.name, wait=True,
+                                  lease_wait=COMMAND_LEASE_WAIT)
+    return {key: result[key] for key in ("added", "removed", "short")}
 
 
 def slots_remove_idle(*, runtime: Runtime, count: int) -> int:
     """Delete up to ``count`` idle slots (highest ports first) and their containers."""
     removed = 0
-    for slot in runtime.slots.filter(status=S.IDLE).order_by("-port")[:count]:
-        # Conditional delete: a slot claimed a moment ago is left alone.
-        if PoolContainer.objects.filter(pk=slot.pk, status=S.IDLE).delete()[0]:
+    for slot in runtime.slots.filter(status=S.IDLE).order_by("-port")[:max(0, count)]:
+        # Conditional delete: a slot claimed (or rebuilt) a moment ago is left alone.
+        if PoolContainer.objects.filter(pk=slot.pk, status=S.IDLE,
+                                        generation=slot.generation).delete()[0]:
             removed += 1
+            log.info("slot %s (%s) removed: the pool is above its size", slot.pk, slot)
             if slot.container_id:
                 _enqueue("pools.tasks.container_remove", slot.container_id)
     return removed
@@ -162,6 +286,7 @@ def slots_remove_idle(*, runtime: Runtime, count: int) -> int:
 # --- claim and release ------------------------------------------------------------
 # One statement picks a random idle slot of the runtime and takes it: no read-then-write
 # window, exactly one winner per slot. PostgreSQL claimers skip rows another one holds.
+# It is the IDLE -> ASSIGNED move of pools.states, as one compare-and-set on the status.
 _CLAIM_SQL = """
 UPDATE pools_poolcontainer
    SET status = 'assigned', owner_id = %s, assigned_at = %s, status_changed_at = %s
@@ -178,7 +303,7 @@ def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
 
     Racing claimers each take a random idle slot; losing a race (the row changed under
     us) is normal and just means trying again. Raises ``PoolExhausted`` when none is
-    left."""
+    left. The won slot's store is checked empty (a stat) before the user gets it."""
     lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = _CLAIM_SQL.format(lock=lock)
     for _attempt in range(8):
@@ -186,6 +311,7 @@ def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
         won = list(PoolContainer.objects.raw(sql, [user.pk, now, now, runtime.pk]))
         if won:
             won[0].runtime = runtime
+            _store_must_be_empty(won[0].pk, when="at claim")
             return won[0]
         if not PoolContainer.objects.filter(runtime=runtime, status=S.IDLE).exists():
             break
@@ -195,24 +321,24 @@ def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
 
 
 def slot_release(*, slot: PoolContainer) -> bool:
-    """End the slot's assignment: it goes ``recycling`` and a task replaces its container
-    with a fresh one (the user's files are deleted). False if it was not held."""
+    """End the slot's assignment: its store is cleared at once and a task replaces its
+    container with a fresh one. False if it was not held."""
     slot.refresh_from_db()
     if slot.status not in HELD or slot.owner_id is None:
         return False
-    return _bump(slot, statuses=HELD, new_status=S.RECYCLING, owner=None, assigned_at=None)
+    return slot_transition(slot, to=S.RECYCLING)
 
 
-def slot_reinitialize(*, slot: PoolContainer) -> bool:
+def slot_reinitialize(*, slot: PoolContainer, queue: bool = True) -> bool:
     """Destroy and recreate the slot's container; an assigned slot keeps its owner and
-    gets the content back. False when a rebuild is already under way."""
+    gets the content back. False when a rebuild is already under way. With ``queue``
+    False the caller runs the build itself (``slot_rebuild``)."""
     slot.refresh_from_db()
     if slot.status in (S.PROVISIONING, S.RECYCLING):
         return False
-    new_status = S.RECOVERING if slot.owner_id else S.PROVISIONING
+    to = S.RECOVERING if slot.owner_id else S.PROVISIONING
     # An operator's reinitialize is a fresh start: the failure count starts again.
-    return _bump(slot, statuses=(slot.status,), new_status=new_status, failures=0,
-                 retry_after=None)
+    return slot_transition(slot, to=to, queue=queue, failures=0, retry_after=None)
 
 
 def slot_recover(*, slot: PoolContainer, reason: str, trigger: str = "reconcile") -> bool:
@@ -222,7 +348,7 @@ def slot_recover(*, slot: PoolContainer, reason: str, trigger: str = "reconcile"
     the reconcile pass retries when it is due) and after ``MAX_FAILURES`` the slot ends
     ``failed`` with the reason, instead of churning. Returns True if a rebuild was queued."""
     slot.refresh_from_db()
-    if slot.status not in (S.IDLE, S.ASSIGNED):
+    if slot.status not in SETTLED:
         return False
     now = timezone.now()
     if slot.retry_after and slot.retry_after > now:
@@ -238,13 +364,13 @@ def slot_recover(*, slot: PoolContainer, reason: str, trigger: str = "reconcile"
         return _back_off(slot, reason)
     if not recent:
         failures = 0
-    new_status = S.RECOVERING if slot.owner_id else S.PROVISIONING
-    with transaction.atomic():  # the history row commits with the bump, before the task
-        if not _bump(slot, statuses=(slot.status,), new_status=new_status,
-                     failures=failures, retry_after=None, last_error=reason[:500]):
+    to = S.RECOVERING if slot.owner_id else S.PROVISIONING
+    with transaction.atomic():  # the history row commits with the move, before the task
+        if not slot_transition(slot, to=to, failures=failures, retry_after=None,
+                               last_error=reason[:500]):
             return False
         Recovery.objects.get_or_create(
-            slot_id=slot.pk, generation=slot.generation + 1,
+            slot_id=slot.pk, generation=slot.generation,
             defaults={"owner_id": slot.owner_id, "runtime_name": slot.runtime.name,
                       "port": slot.port, "reason": reason[:200], "trigger": trigger},
         )
@@ -255,15 +381,15 @@ def slot_recover(*, slot: PoolContainer, reason: str, trigger: str = "reconcile"
 def _back_off(slot: PoolContainer, reason: str) -> bool:
     """The container failed again right after it was (re)built: wait, or give up."""
     failures = slot.failures + 1
-    changes: dict[str, object] = {"failures": failures, "last_error": reason[:500]}
-    if failures >= MAX_FAILURES:
-        changes.update(status=S.FAILED, status_changed_at=timezone.now(),
-                       last_error=f"replacement keeps failing ({failures} times): {reason}"[:500])
-    else:
-        changes["retry_after"] = timezone.now() + timedelta(seconds=backoff_seconds(failures))
-    PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation,
-                                 status=slot.status).update(**changes)
     log.warning("%s failed again soon after it was rebuilt (%d): %s", slot, failures, reason)
+    if failures >= MAX_FAILURES:
+        slot_transition(slot, to=S.FAILED, failures=failures, last_error=(
+            f"replacement keeps failing ({failures} times): {reason}")[:500])
+        return False
+    PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation,
+                                 status=slot.status).update(
+        failures=failures, last_error=reason[:500],
+        retry_after=timezone.now() + timedelta(seconds=backoff_seconds(failures)))
     return False
 
 
@@ -272,63 +398,86 @@ def backoff_seconds(failures: int) -> int:
 
 
 def slot_retry(*, slot: PoolContainer) -> bool:
-    """Rebuild a slot stuck in a busy state (its task failed or its worker died) under a
-    new generation, so a half-made container of the old one is discarded."""
+    """Rebuild a slot stuck in a busy state (its build failed or its worker died) under
+    a new generation, so a half-made container of the old one is discarded."""
     if slot.status not in BUSY:
         return False
-    return _bump(slot, statuses=(slot.status,), new_status=slot.status, retry_after=None)
-
-
-def _bump(slot: PoolContainer, *, statuses: Iterable[str], new_status: str,
-          **changes: object) -> bool:
-    """Compare-and-set: move to ``new_status`` with generation + 1 only if nobody else
-    changed the slot since we read it; then queue the Docker work for after commit."""
-    generation = slot.generation
-    won = PoolContainer.objects.filter(
-        pk=slot.pk, generation=generation, status__in=list(statuses),
-    ).update(generation=generation + 1, status=new_status,
-             status_changed_at=timezone.now(), **changes)
-    if won:
-        Recovery.objects.filter(slot_id=slot.pk, outcome=Recovery.Outcome.RUNNING).update(
-            outcome=Recovery.Outcome.SUPERSEDED, finished_at=timezone.now())
-        _enqueue("pools.tasks.slot_rebuild", slot.pk, generation + 1)
-    return bool(won)
+    return slot_transition(slot, to=slot.status, retry_after=None)
 
 
 # --- the Docker work --------------------------------------------------------------
 def slot_rebuild(*, slot_id: int, generation: int) -> bool:
-    """Give the slot a fresh container for ``generation`` (idempotent; stops when the
-    generation moved on). Returns True when this call finished the slot."""
+    """Give the slot a fresh container for ``generation``. Exactly one builder runs per
+    (slot, generation): a second run (a retried task, a command racing a worker) stops
+    at once, and so does one whose generation moved on. Any exception is recorded on the
+    slot. Returns True when this call finished the slot."""
     slot = PoolContainer.objects.select_related("runtime").filter(pk=slot_id).first()
     if slot is None or slot.generation != generation or slot.status not in BUSY:
-        return False  # superseded, deleted, or already done by an earlier run
+        return False  # superseded, deleted, or already done
+    if not _build_claim(slot):
+        return False  # another builder has this generation
     try:
-        container_id = _replace_container(slot)
-    except EngineError as exc:
-        _record_failure(slot, str(exc))
-        raise
-    if settings.PAAS_FAULT_REBUILD_PAUSE:
-        time.sleep(settings.PAAS_FAULT_REBUILD_PAUSE)
-    final = S.ASSIGNED if slot.status == S.RECOVERING else S.IDLE
-    problem = _wait_ready(slot, final, container_id)
+        container_id = _build_container(slot)
+        problem = _wait_ready(slot, container_id)
+        if not problem and slot.status != S.RECOVERING:
+            _before_idle(slot)
+    except Exception as exc:  # Docker, the image, the file system: recorded, never silent
+        log.exception("building %s failed", slot)
+        _record_failure(slot, _describe(exc), permanent=isinstance(exc, RuntimeMisconfigured))
+        return False
     if problem:
         _record_failure(slot, problem)
         return False
+    return _finish(slot, container_id)
+
+
+def _build_claim(slot: PoolContainer) -> bool:
+    """Claim the build of the slot's generation (a compare-and-set). A claim older than
+    the task timeout belongs to a builder that is gone (django-q2 ends a task by then,
+    and hands it out again after its retry time): that one may be taken over."""
     now = timezone.now()
-    won = PoolContainer.objects.filter(pk=slot_id, generation=generation, status=slot.status).update(
-        container_id=container_id, status=final, status_changed_at=now, built_at=now,
-        healthy=True,
-        health_checked_at=now, retry_after=None, last_error="",
-    )
-    if not won:  # someone moved the slot on while we worked: our container is stale
+    given_up = now - timedelta(seconds=settings.Q_CLUSTER.get("timeout", 120))
+    return bool(PoolContainer.objects.filter(
+        Q(build_generation__lt=slot.generation) | Q(build_started_at__lt=given_up),
+        pk=slot.pk, generation=slot.generation, status=slot.status,
+    ).update(build_generation=slot.generation, build_started_at=now))
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, PaasError) else f"{type(exc).__name__}: {exc}"
+
+
+def _build_container(slot: PoolContainer) -> str:
+    engine = get_engine()
+    for stale in engine.list_managed(settings.PAAS_INSTANCE, slot=str(slot.pk)):
+        if stale.generation != slot.generation:
+            engine.remove(stale.id)
+    if slot.owner_id is None:
+        content.content_clear(slot_id=slot.pk)  # the next user never sees these files
+    container_id = engine.create(slot_spec(slot)).id
+    if settings.PAAS_FAULT_REBUILD_PAUSE:
+        time.sleep(settings.PAAS_FAULT_REBUILD_PAUSE)
+    return container_id
+
+
+def _finish(slot: PoolContainer, container_id: str) -> bool:
+    """The new container is ready: settle the slot (a compare-and-set like any move).
+    A slot that moved on meanwhile gets its container removed again."""
+    recovering = slot.status == S.RECOVERING
+    now = timezone.now()
+    # A new container serves an empty content root: an owner's store must be pushed.
+    pushed = 0 if recovering else F("content_version")
+    if not slot_transition(slot, to=S.ASSIGNED if recovering else S.IDLE,
+                           container_id=container_id, built_at=now, healthy=True,
+                           health_checked_at=now, retry_after=None, last_error="",
+                           pushed_version=pushed):
         get_engine().remove(container_id)
         return False
-    _recovery_finish(slot_id, generation, Recovery.Outcome.SUCCEEDED)
-    if final == S.ASSIGNED:
+    _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
+    if recovering:
         # Pushed after the slot is assigned again, so an upload that landed in the store
         # while we were recovering reaches the container too (by this push or its own).
-        slot.refresh_from_db()
-        slot_content_sync(slot=slot)
+        slot_content_sync_safely(slot=slot)
     return True
 
 
@@ -338,21 +487,11 @@ def _recovery_finish(slot_id: int, generation: int, outcome: str, detail: str = 
         outcome=outcome, finished_at=timezone.now(), detail=detail[:1000])
 
 
-def _replace_container(slot: PoolContainer) -> str:
-    engine = get_engine()
-    for stale in engine.list_managed(settings.PAAS_INSTANCE, slot=str(slot.pk)):
-        if stale.generation != slot.generation:
-            engine.remove(stale.id)
-    if slot.status == S.RECYCLING:
-        content.content_clear(slot_id=slot.pk)  # the next user never sees these files
-    return engine.create(slot_spec(slot)).id
-
-
-def _wait_ready(slot: PoolContainer, final: str, container_id: str) -> str:
+def _wait_ready(slot: PoolContainer, container_id: str) -> str:
     """Wait until the port answers HTTP; "" when ready, else why not. An assigned app
     slot only has to be running: the user's app may be down, which is the user's
     business, not a reason to hold the slot. A container that exits stops the wait."""
-    check_http = not (final == S.ASSIGNED and slot.runtime.app_runtime)
+    check_http = not (slot.status == S.RECOVERING and slot.runtime.app_runtime)
     deadline = time.monotonic() + READY_TIMEOUT
     next_inspect = 0.0
     while time.monotonic() < deadline:
@@ -370,26 +509,34 @@ def _wait_ready(slot: PoolContainer, final: str, container_id: str) -> str:
     return f"the new container did not answer HTTP within {READY_TIMEOUT:.0f}s"
 
 
-def _record_failure(slot: PoolContainer, reason: str) -> None:
-    """A rebuild failed: retry later with back-off; give up after MAX_FAILURES."""
+def _record_failure(slot: PoolContainer, reason: str, *, permanent: bool = False) -> None:
+    """A build failed: retry later with back-off; give up (``failed``) after
+    MAX_FAILURES, or at once when retrying cannot help (a runtime without an image)."""
     failures = slot.failures + 1
-    changes: dict[str, object] = {
-        "failures": failures, "last_error": reason[:500],
-        "retry_after": timezone.now() + timedelta(seconds=backoff_seconds(failures)),
-    }
-    if failures >= MAX_FAILURES:
-        changes.update(status=S.FAILED, status_changed_at=timezone.now())
-    PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation).update(**changes)
+    log.warning("building %s failed (%d): %s", slot, failures, reason)
     _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.FAILED, reason)
-    log.warning("rebuilding %s failed (%d): %s", slot, failures, reason)
+    if permanent or failures >= MAX_FAILURES:
+        slot_transition(slot, to=S.FAILED, failures=failures, last_error=reason[:500],
+                        retry_after=None)
+        return
+    PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation,
+                                 status=slot.status).update(
+        failures=failures, last_error=reason[:500],
+        retry_after=timezone.now() + timedelta(seconds=backoff_seconds(failures)))
 
 
 def slot_spec(slot: PoolContainer) -> ContainerSpec:
     runtime = slot.runtime
+    try:
+        image = runtime_image(runtime)
+    except Exception as exc:  # e.g. a runtime added in the admin with no image
+        raise RuntimeMisconfigured(
+            f"no image for runtime '{runtime.name}' ({exc}); set its image in the admin, "
+            "then reinitialize the slot") from exc
     ensure_network()
     return ContainerSpec(
         name=slot.container_name,
-        image=runtime_image(runtime),
+        image=image,
         labels={
             LABEL_INSTANCE: settings.PAAS_INSTANCE,
             LABEL_RUNTIME: runtime.name,
@@ -427,6 +574,7 @@ def ensure_network() -> None:
             _networks_ready.add(name)
 
 
+# --- content -------------------------------------------------------------------------
 def content_push(*, slot: PoolContainer, container_id: str) -> None:
     """Make the container's content root an exact copy of the slot's store, then tell
     an app runtime to restart its app."""
@@ -438,13 +586,42 @@ def content_push(*, slot: PoolContainer, container_id: str) -> None:
         engine.signal(container_id, "SIGHUP")
 
 
+def slot_content_changed(*, slot_id: int) -> None:
+    """The slot's store changed (an upload, a delete): its content version moves on, so
+    the next push is known to be needed and an older one is known to be stale."""
+    PoolContainer.objects.filter(pk=slot_id).update(content_version=F("content_version") + 1)
+
+
 def slot_content_sync(*, slot: PoolContainer) -> bool:
-    """Push the store into an assigned slot's container. While the slot is being
+    """Push the store into an assigned slot's container, newest content winning.
+
+    Pushes of one slot are serialized across processes (a lock file); under it the slot
+    is read afresh, and a push is skipped when the container already serves this
+    content version or newer (a later push already carried it). While the slot is being
     recovered the store alone is updated: the recovery pushes it. Returns True if pushed."""
-    if slot.status != S.ASSIGNED or not slot.container_id:
-        return False
-    content_push(slot=slot, container_id=slot.container_id)
+    with content.push_lock(slot.pk):
+        fresh = PoolContainer.objects.select_related("runtime").filter(pk=slot.pk).first()
+        if fresh is None or fresh.status != S.ASSIGNED or not fresh.container_id:
+            return False
+        version = fresh.content_version
+        if fresh.pushed_version >= version and version:
+            return False
+        content_push(slot=fresh, container_id=fresh.container_id)
+        PoolContainer.objects.filter(pk=slot.pk, container_id=fresh.container_id,
+                                     pushed_version__lt=version).update(pushed_version=version)
     return True
+
+
+def slot_content_sync_safely(*, slot: PoolContainer) -> bool:
+    """``slot_content_sync`` for background work: a failure is recorded on the slot (its
+    content stays marked stale, and the reconcile pass pushes again)."""
+    try:
+        return slot_content_sync(slot=slot)
+    except Exception as exc:
+        log.warning("pushing content into %s failed: %s", slot, exc)
+        PoolContainer.objects.filter(pk=slot.pk).update(
+            last_error=f"content push failed: {_describe(exc)}"[:500])
+        return False
 
 
 def slot_logs(*, slot: PoolContainer, tail: int = 100) -> str:
@@ -464,8 +641,9 @@ def container_remove(*, container_id: str) -> None:
 
 
 # --- status -----------------------------------------------------------------------
-def pool_counts() -> list[dict[str, object]]:
-    """Per runtime: idle, assigned, failed, busy (being built) and total slots."""
+def pool_counts() -> list[dict[str, Any]]:
+    """Per runtime: idle, assigned, failed, busy (being built) and total slots, and the
+    slots with a problem (failed, backing off, content not pushed) and why."""
     rows = Runtime.objects.annotate(
         idle=Count("slots", filter=Q(slots__status=S.IDLE)),
         assigned=Count("slots", filter=Q(slots__status__in=(S.ASSIGNED, S.RECOVERING))),
@@ -473,12 +651,26 @@ def pool_counts() -> list[dict[str, object]]:
         busy=Count("slots", filter=Q(slots__status__in=(S.PROVISIONING, S.RECYCLING))),
         total=Count("slots"),
     ).order_by("port_min")
+    problems = _problems()
     return [
         {"runtime": r.name, "idle": r.idle, "assigned": r.assigned, "failed": r.failed,
          "busy": r.busy, "total": r.total, "pool_size": r.pool_size, "enabled": r.enabled,
-         "ports": f"{r.port_min}-{r.port_max}"}
+         "ports": f"{r.port_min}-{r.port_max}", "problems": problems.get(r.pk, [])}
         for r in rows
     ]
+
+
+def _problems() -> dict[int, list[dict[str, object]]]:
+    found: dict[int, list[dict[str, object]]] = {}
+    troubled = PoolContainer.objects.filter(
+        Q(status=S.FAILED) | Q(status__in=BUSY, retry_after__isnull=False)
+        | Q(status=S.ASSIGNED, pushed_version__lt=F("content_version"))
+    ).order_by("port")
+    for slot in troubled:
+        found.setdefault(slot.runtime_id, []).append(
+            {"slot": slot.pk, "port": slot.port, "status": slot.status,
+             "error": slot.last_error or "content not pushed yet"})
+    return found
 
 
 # --- running the Docker work ------------------------------------------------------
@@ -501,31 +693,45 @@ def _call_task(func: str, *args: object) -> None:
 
     try:
         import_string(func)(*args)
-    except EngineError:
+    except Exception:  # a worker logs a task's failure the same way
         log.exception("task %s%s failed", func, args)
+
+
+def slot_rebuild_now(*, slots: list[PoolContainer],
+                     progress: Callable[[str], None] | None = None) -> None:
+    """Build these slots (just moved into a busy state without a queued task) in this
+    process, in parallel, with progress: what the commands use."""
+    _dispatch([(slot.pk, slot.generation) for slot in slots], wait=True, progress=progress)
 
 
 def _dispatch(jobs: list[tuple[int, int]], *, wait: bool,
               progress: Callable[[str], None] | None) -> None:
-    """Rebuild slots now (``wait``, bounded parallel, for commands) or in tasks."""
+    """Build slots now (``wait``, bounded parallel, for commands) or in tasks."""
     if not wait:
         for slot_id, generation in jobs:
             _enqueue("pools.tasks.slot_rebuild", slot_id, generation)
         return
     started = time.monotonic()
 
-    def work(job: tuple[int, int]) -> tuple[int, bool, str]:
+    def work(job: tuple[int, int]) -> tuple[int, bool]:
         close_old_connections()
         try:
-            return job[0], slot_rebuild(slot_id=job[0], generation=job[1]), ""
-        except EngineError as exc:
-            return job[0], False, str(exc)
+            return job[0], slot_rebuild(slot_id=job[0], generation=job[1])
+        except Exception:
+            log.exception("building slot %s failed", job[0])
+            return job[0], False
         finally:
             connection.close()
 
     with ThreadPoolExecutor(max_workers=max(1, settings.PAAS_CREATE_PARALLEL)) as pool:
-        for done, (slot_id, ok, error) in enumerate(pool.map(work, jobs), start=1):
+        for done, (slot_id, ok) in enumerate(pool.map(work, jobs), start=1):
             if progress:
-                state = "ready" if ok else f"not ready {error}".strip()
-                progress(f"[{done}/{len(jobs)}] slot {slot_id} {state} "
+                progress(f"[{done}/{len(jobs)}] slot {slot_id} {_outcome(slot_id, ok)} "
                          f"({time.monotonic() - started:.1f}s)")
+
+
+def _outcome(slot_id: int, ok: bool) -> str:
+    if ok:
+        return "ready"
+    slot = PoolContainer.objects.filter(pk=slot_id).first()
+    return f"not ready: {slot.last_error}" if slot and slot.last_error else "not ready"

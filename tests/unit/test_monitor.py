@@ -129,8 +129,8 @@ def test_engine_unreachable_changes_nothing_and_is_recorded(
 
 
 def test_missing_slots_are_refilled(fake_engine: FakeEngine, warm: Callable) -> None:
-    only_pool("node", 2)
     warm("node", 1)
+    only_pool("node", 2)
     result = monitor.reconcile_pass()
     assert result["refilled"] == {"node": 1}
     assert PoolContainer.objects.filter(runtime__name="node", status=S.IDLE).count() == 2

@@ -155,10 +155,10 @@ def test_stale_generation_task_stops_and_leaves_one_container(
 def test_generation_compare_and_set_has_exactly_one_winner(warm: Callable) -> None:
     slot = warm("nginx", 1)[0]
     stale_copy = PoolContainer.objects.get(pk=slot.pk)
-    assert services._bump(slot, statuses=(S.IDLE,), new_status=S.PROVISIONING)
-    # the second writer read the same generation: its compare-and-set must lose
-    assert not services._bump(stale_copy, statuses=(S.IDLE, S.PROVISIONING),
-                              new_status=S.PROVISIONING)
+    assert services.slot_transition(slot, to=S.PROVISIONING)
+    # the second writer read the same status and generation: its compare-and-set loses
+    assert not services.slot_transition(stale_copy, to=S.PROVISIONING)
+    assert PoolContainer.objects.get(pk=slot.pk).generation == stale_copy.generation + 1
 
 
 def test_set_size_grows_and_shrinks_idle_only(fake_engine: FakeEngine, warm, alice) -> None:
@@ -166,7 +166,7 @@ def test_set_size_grows_and_shrinks_idle_only(fake_engine: FakeEngine, warm, ali
     services.slot_claim(runtime=slots[0].runtime, user=alice)
     result = services.pool_set_size(runtime_name="nginx", size=5, wait=True)
     assert result["added"] == 2
-    result = services.pool_set_size(runtime_name="nginx", size=0)
+    result = services.pool_set_size(runtime_name="nginx", size=0, wait=True)
     assert result == {"added": 0, "removed": 4, "short": 1}
     remaining = list(PoolContainer.objects.filter(runtime__name="nginx"))
     assert [s.owner for s in remaining] == [alice]
@@ -179,8 +179,10 @@ def test_failed_creation_backs_off_then_marks_failed(fake_engine: FakeEngine) ->
     services.pool_add(runtime_name="nginx", count=1, wait=True)
     slot = PoolContainer.objects.get()
     assert slot.status == S.PROVISIONING and slot.failures == 1 and slot.retry_after
-    for _ in range(services.MAX_FAILURES - 1):
-        services._dispatch([(slot.pk, slot.generation)], wait=True, progress=None)
+    # the same build again does nothing: one builder per (slot, generation)
+    assert not services.slot_rebuild(slot_id=slot.pk, generation=slot.generation)
+    for _ in range(services.MAX_FAILURES - 1):  # what the pass does once retry_after is due
+        services.slot_retry(slot=PoolContainer.objects.get(pk=slot.pk))
     slot.refresh_from_db()
     assert slot.status == S.FAILED and "create refused" in slot.last_error
 

@@ -38,6 +38,8 @@ class Command(BaseCommand):
         who.add_argument("--user")
         who.add_argument("--slot", type=int)
         sub.add_parser("reconcile", help="one reconcile pass now")
+        sub.add_parser("check", help="check the slot invariants (exit 1 when violated)")
+        sub.add_parser("prune", help="delete history older than PAAS_HISTORY_DAYS")
         sub.add_parser("watch", help="follow Docker events and queue recoveries")
         sub.add_parser("schedules", help="install the periodic tasks")
         build = sub.add_parser("build-images", help="build the runtime images")
@@ -68,6 +70,10 @@ class Command(BaseCommand):
             flag = "" if r["enabled"] else "  (disabled)"
             self.say(f"{r['runtime']:<8} {r['idle']:>5} {r['assigned']:>8} {r['failed']:>6} "
                      f"{r['busy']:>5} {r['total']:>5} {r['pool_size']:>5}  {r['ports']}{flag}")
+        for r in rows:
+            for p in r["problems"]:
+                self.say(f"  slot {p['slot']} ({r['runtime']}:{p['port']}) {p['status']}: "
+                         f"{p['error']}")
 
     def do_init(self, *, runtime: str | None = None, **_: Any) -> None:
         _require_engine()
@@ -95,9 +101,10 @@ class Command(BaseCommand):
         slots = PoolContainer.objects.select_related("runtime")
         if runtime:
             slots = slots.filter(runtime=services.runtime_get(name=runtime))
-        done = sum(services.slot_reinitialize(slot=slot) for slot in slots)
-        self.say(f"reinitializing {done} slot(s)")
-        services.pool_init(runtime_name=runtime, wait=True, progress=self.say)
+        # The command builds the slots itself (no task queued), so one builder each.
+        done = [slot for slot in slots if services.slot_reinitialize(slot=slot, queue=False)]
+        self.say(f"reinitializing {len(done)} slot(s)")
+        services.slot_rebuild_now(slots=done, progress=self.say)
 
     def do_release(self, *, user: str | None = None, slot: int | None = None, **_: Any) -> None:
         from deployments import services as deployment_services
@@ -133,10 +140,29 @@ class Command(BaseCommand):
     def do_reconcile(self, **_: Any) -> None:
         from pools import monitor
 
-        result = monitor.reconcile_pass()
+        result = monitor.reconcile_pass(trigger="command")
+        if result.get("skipped"):
+            self.say("another reconcile pass is running; this one was skipped")
+            return
         self.say(_dumps(result))
         if not result.get("ok"):
             raise CommandError(str(result.get("error", "reconcile pass failed")))
+
+    def do_check(self, **_: Any) -> None:
+        from pools.invariants import invariants_check
+
+        problems = invariants_check()
+        for line in problems:
+            self.say(line)
+        if problems:
+            raise CommandError(f"{len(problems)} invariant(s) violated")
+        self.say("all slot invariants hold")
+
+    def do_prune(self, **_: Any) -> None:
+        from pools.housekeeping import history_prune
+
+        removed = history_prune()
+        self.say("pruned " + ", ".join(f"{k}={v}" for k, v in removed.items()))
 
     def do_watch(self, **_: Any) -> None:
         from pools import monitor

@@ -1,0 +1,91 @@
+"""The slot state machine on the real engine: no user ever sees another's files (a
+failed recycle, a planted file), two passes at once do not overfill, and the invariants
+hold afterwards (containers listed by label from the real daemon)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from deployments import services as deployments
+from pools import content, monitor, services
+from pools.engine import ContainerInfo, DockerEngine
+from pools.errors import EngineError
+from pools.invariants import invariants_check
+from pools.models import PoolContainer, Runtime, SlotStatus
+from tests.integration.conftest import http_get
+
+pytestmark = [pytest.mark.integration]
+S = SlotStatus
+
+
+def test_failed_recycle_then_reinitialize_serves_the_next_user_only_their_files(
+        warm_pools: Callable, real_engine: DockerEngine, alice: Any, bob: Any) -> None:
+    warm_pools(nginx=1)
+    first = deployments.deployment_create(user=alice, runtime_name="nginx")
+    deployments.deployment_upload(deployment=first,
+                                  uploads=[("secret.html", io.BytesIO(b"alice's secret"))])
+    assert http_get(first.port, "/secret.html", expect="secret")[0] == 200
+
+    def refuse(instance: str, **labels: str) -> list[ContainerInfo]:
+        raise EngineError("daemon refused the listing")
+
+    with pytest.MonkeyPatch.context() as broken:
+        broken.setattr(real_engine, "list_managed", refuse)
+        deployments.deployment_release(deployment=first)
+        for _ in range(services.MAX_FAILURES):
+            services.slot_retry(slot=PoolContainer.objects.get(pk=first.slot_id))
+    slot = PoolContainer.objects.get(pk=first.slot_id)
+    assert slot.status == S.FAILED and slot.owner_id is None and slot.last_error
+    assert services.slot_reinitialize(slot=slot)
+    second = deployments.deployment_create(user=bob, runtime_name="nginx")
+    assert second.slot_id == slot.pk
+    deployments.deployment_upload(deployment=second, uploads=[("bob.html", io.BytesIO(b"bob"))])
+    assert http_get(second.port, "/bob.html", expect="bob")[1] == "bob"
+    assert http_get(second.port, "/secret.html")[0] == 404
+    assert invariants_check() == []
+
+
+def test_a_file_planted_in_an_idle_store_never_reaches_the_claimer(
+        warm_pools: Callable, bob: Any) -> None:
+    slot = warm_pools(nginx=1)["nginx"][0]
+    store = content.content_dir(slot.pk)
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "planted.html").write_bytes(b"from a test run")
+    deployment = deployments.deployment_create(user=bob, runtime_name="nginx")
+    deployments.deployment_upload(deployment=deployment,
+                                  uploads=[("index.html", io.BytesIO(b"bob's page"))])
+    assert http_get(deployment.port, expect="bob's page")[1] == "bob's page"
+    assert http_get(deployment.port, "/planted.html")[0] == 404
+    assert deployments.deployment_files(deployment=deployment) == [
+        {"path": "index.html", "size": 10}]
+
+
+def test_passes_at_once_converge_to_the_size_and_the_invariants_hold(
+        warm_pools: Callable) -> None:
+    warm_pools(nginx=1)
+    Runtime.objects.filter(name="nginx").update(pool_size=3)
+    results: list[dict[str, Any]] = []
+
+    def one_pass() -> None:
+        try:
+            results.append(monitor.reconcile_pass(trigger="test"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one_pass) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 3 and all(r["ok"] for r in results)
+    assert PoolContainer.objects.filter(runtime__name="nginx").count() == 3
+    Runtime.objects.filter(name="nginx").update(pool_size=1)
+    assert monitor.reconcile_pass()["trimmed"] == {"nginx": 2}
+    assert PoolContainer.objects.filter(runtime__name="nginx").count() == 1
+    assert invariants_check() == []

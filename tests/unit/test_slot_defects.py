@@ -20,9 +20,10 @@ from django.utils import timezone
 
 from deployments import services as deployments
 from pools import content, monitor, services
-from pools.engine import ContainerInfo, ContainerSpec, FakeEngine
+from pools.engine import ContainerInfo, ContainerSpec
 from pools.errors import EngineError
 from pools.models import MonitorPass, PoolContainer, Runtime, SlotStatus
+from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = SlotStatus

@@ -17,11 +17,12 @@ from django.utils import timezone
 
 from deployments import services as deployments
 from pools import content, monitor, services
-from pools.engine import ContainerSpec, FakeEngine
+from pools.engine import ContainerSpec
 from pools.invariants import invariants_check
 from pools.lease import LeaseBusy, lease_acquire, lease_held
 from pools.models import Lease, MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
 from pools.states import TRANSITIONS, InvalidTransition
+from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = SlotStatus

@@ -33,36 +33,34 @@ DEFAULTS = [
 ]
 
 
-# Where each runtime writes besides its content root, /tmp and /run (the root filesystem
-# is read-only), each owned by uid 1000, with its mode. nginx buffers request bodies in
-# its body temp dir (its master would chown a fresh one, which needs CAP_CHOWN: the
-# mount belongs to 1000 already); apache's pid and lock dirs are under /run; the app
-# runtimes have a home, and python the venv pip installs requirements into.
-SCRATCH_DIRS: dict[str, dict[str, str]] = {
-    "nginx": {"/var/lib/nginx/body": "0700"},
-    "apache": {},
-    "python": {"/home/paas": "0755", "/opt/venv": "0755"},
-    "node": {"/home/paas": "0755"},
+# Where each runtime writes (the root filesystem is read-only), with each place's share
+# of the container's writable space in percent: the content root (None here), /tmp and
+# the runtime's own dirs, owned by uid 1000 (mode in the table). nginx buffers request
+# bodies in its body temp dir (its master would chown a fresh one, which needs
+# CAP_CHOWN: the mount belongs to 1000 already); apache's pid and lock dirs are under
+# /run; the app runtimes have a home, and python the venv pip installs into.
+WRITABLE_SHARES: dict[str, dict[str | None, tuple[int, str]]] = {
+    "nginx": {None: (70, "0755"), "/tmp": (20, "1777"), "/var/lib/nginx/body": (10, "0700")},
+    "apache": {None: (80, "0755"), "/tmp": (20, "1777")},
+    "python": {None: (40, "0755"), "/opt/venv": (30, "0755"), "/tmp": (20, "1777"),
+               "/home/paas": (10, "0755")},
+    "node": {None: (60, "0755"), "/tmp": (20, "1777"), "/home/paas": (20, "0755")},
 }
-RUN_DIR_MB = 8  # /run: pid files and locks only
+OTHER_SHARES: dict[str | None, tuple[int, str]] = {None: (80, "0755"), "/tmp": (20, "1777")}
+RUN_DIR_MB = 8  # /run, root's: pid files and locks only
 
 
 def writable_mounts(*, runtime_name: str, content_root: str, size_mb: int) -> dict[str, str]:
-    """The tmpfs mounts (path → options) of a container with a read-only root: every
-    writable place bounded by ``size_mb``, its files in the container's memory (counted
-    in its limit), never in image layers on the host's disk. Executables are allowed
-    (pip and npm install native modules); setuid files and devices are not."""
-    def tmpfs(size: int, mode: str, owner: str = "") -> str:
-        return f"rw,exec,nosuid,nodev,size={size}m,mode={mode}{owner}"
-
-    content_owner = ",uid=1000,gid=1000"
-    mounts = {
-        "/tmp": tmpfs(size_mb, "1777"),
-        "/run": tmpfs(RUN_DIR_MB, "0755"),
-        content_root: tmpfs(size_mb, "0755", content_owner),
-    }
-    for path, mode in SCRATCH_DIRS.get(runtime_name, {}).items():
-        mounts[path] = tmpfs(size_mb, mode, content_owner)
+    """The tmpfs mounts (path → options) of a container with a read-only root: its
+    writable places together hold ``size_mb`` (plus a small /run). Their files are in
+    the container's memory, counted in its limit, never in image layers on the host's
+    disk. Executables are allowed (pip and npm install native modules); setuid files and
+    devices are not."""
+    mounts = {"/run": f"rw,noexec,nosuid,nodev,size={RUN_DIR_MB}m,mode=0755"}
+    for path, (share, mode) in WRITABLE_SHARES.get(runtime_name, OTHER_SHARES).items():
+        size = max(1, size_mb * share // 100)
+        owner = "" if mode == "1777" else ",uid=1000,gid=1000"
+        mounts[path or content_root] = f"rw,exec,nosuid,nodev,size={size}m,mode={mode}{owner}"
     return mounts
 
 

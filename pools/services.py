@@ -34,7 +34,7 @@ from pools.engine import (
 )
 from pools.errors import EngineError, PoolExhausted, PortRangeExhausted, UnknownRuntime
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
-from pools.runtimes import writable_mounts
+from pools.runtimes import RUN_DIR_MB, writable_mounts
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +405,7 @@ def slot_spec(slot: PoolContainer) -> ContainerSpec:
         environment={"PORT": str(runtime.internal_port), "PAAS_RUNTIME": runtime.name,
                      "PAAS_CONTENT_ROOT": runtime.content_root},
         # Files written inside live in tmpfs, i.e. memory: the app keeps its own share.
-        mem_limit_mb=runtime.mem_limit_mb + settings.PAAS_CONTAINER_DISK_MB,
+        mem_limit_mb=runtime.mem_limit_mb + settings.PAAS_CONTAINER_DISK_MB + RUN_DIR_MB,
         cpus=runtime.cpus,
         pids_limit=runtime.pids_limit,
         cap_add=runtime.capabilities,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -71,14 +73,19 @@ class Platform:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None and self.proc.poll() is None, self.log()[-3000:]
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz",
-                                            timeout=2) as resp:
-                    if resp.status == 200 and "watching Docker events" in self.log() \
-                            and "running" in self.log().split("platform running")[-1]:
-                        return
+            log = self.log()
+            if (self.answers("/healthz") and "watching Docker events" in log
+                    and re.search(r"Q Cluster .* running\.", log)):
+                return
             time.sleep(0.5)
         raise AssertionError("the platform did not come up:\n" + self.log()[-3000:])
+
+    def answers(self, path: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
 
     def log(self) -> str:
         return self.output.read_text(errors="replace")
@@ -94,6 +101,7 @@ class Platform:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
         subprocess.run(["docker", "network", "rm", f"paas-{self.instance}"],
                        capture_output=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @pytest.fixture

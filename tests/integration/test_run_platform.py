@@ -113,18 +113,21 @@ def platform() -> Iterator[Platform]:
         running.clean_up()
 
 
-def test_ctrl_c_stops_web_cluster_and_watcher_once_cleanly(platform: Platform) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_signal_to_the_group_stops_web_cluster_and_watcher_once_cleanly(
+        platform: Platform, signum: int) -> None:
     platform.start()
     assert platform.proc is not None
     members = processes_of(platform.instance)
     assert len(members) >= 5  # script, cluster (and its workers), watcher, gunicorn + worker
 
     started = time.monotonic()
-    os.killpg(platform.proc.pid, signal.SIGINT)  # Ctrl-C
+    os.killpg(platform.proc.pid, signum)  # Ctrl-C sends SIGINT to the foreground group
     try:
         platform.proc.wait(timeout=45)
     except subprocess.TimeoutExpired:
-        pytest.fail("the platform did not stop on Ctrl-C:\n" + platform.log()[-3000:])
+        pytest.fail(f"the platform did not stop on {signal.Signals(signum).name}:\n"
+                    + platform.log()[-3000:])
     took = time.monotonic() - started
     while processes_of(platform.instance) and time.monotonic() - started < STOP_SECONDS:
         time.sleep(0.1)

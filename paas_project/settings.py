@@ -38,6 +38,9 @@ PAAS_USER_QUOTA = env.int("PAAS_USER_QUOTA", default=3)
 PAAS_MAX_UPLOAD_MB = env.int("PAAS_MAX_UPLOAD_MB", default=50)
 PAAS_MAX_UPLOAD_FILES = env.int("PAAS_MAX_UPLOAD_FILES", default=2000)
 PAAS_MAX_COMPRESSION_RATIO = env.int("PAAS_MAX_COMPRESSION_RATIO", default=100)
+# Writable space of one container, shared by the places it may write (content root,
+# /tmp, home, venv: tmpfs mounts, the root is read-only); the memory limit grows by it.
+PAAS_CONTAINER_DISK_MB = env.int("PAAS_CONTAINER_DISK_MB", default=256)
 PAAS_ENGINE = env.str("PAAS_ENGINE", default="docker")  # "docker" (one host) or "swarm"
 PAAS_CONTENT_DIR = DATA_DIR / "content"
 # Run queued Docker work inline after commit instead of in the cluster (tests only).

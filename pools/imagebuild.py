@@ -100,9 +100,11 @@ def build_images(
     offline: bool = False,
     runtimes: list[str] | None = None,
     progress: Progress = print,
+    prune: bool = True,
 ) -> dict[str, str]:
     """Build every missing runtime image (all four unless ``runtimes`` says otherwise);
-    returns runtime name → image tag."""
+    returns runtime name → image tag. ``prune=False`` leaves other tags alone: test runs
+    share the daemon with installations (and checkouts) whose sources differ."""
     wanted = list(runtimes) if runtimes else list(RUNTIMES)
     tags = {name: image_tag(name) for name in wanted}
     missing = []
@@ -118,7 +120,8 @@ def build_images(
     for name, tag in tags.items():
         # A stable alias for operators (`docker run paas/nginx`); the platform uses the hash.
         engine.tag_image(tag, f"paas/{name}:latest")
-        _prune_old_tags(engine, name, keep={tag, f"paas/{name}:latest"}, progress=progress)
+        if prune:
+            _prune_old_tags(engine, name, keep={tag, f"paas/{name}:latest"}, progress=progress)
     return tags
 
 

@@ -219,11 +219,23 @@ def handle_event(container_id: str, action: str, labels: dict[str, str],
         return False  # an old generation, or a container we are removing ourselves
     if slot.status not in SETTLED:
         return False
+    if action == "oom" and _still_running(container_id):
+        say(f"slot {slot.pk}: a process inside was killed for lack of memory; "
+            "the container still runs, nothing to recover")
+        return False
     reason = "killed by the out-of-memory killer" if action == "oom" else f"container {action}"
     queued = services.slot_recover(slot=slot, reason=reason, trigger="watch")
     if queued:
         say(f"slot {slot.pk} ({slot.runtime.name}:{slot.port}): {reason}; recovery queued")
     return queued
+
+
+def _still_running(container_id: str) -> bool:
+    """An oom event also comes when the kernel kills one child process of a user's app:
+    the container then keeps running and is the user's to keep. If it did go down, its
+    own die event follows, so asking now loses nothing."""
+    info = get_engine().inspect(container_id)
+    return info is not None and info.running
 
 
 def _catch_up(say: Callable[[str], None]) -> None:

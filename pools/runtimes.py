@@ -33,6 +33,37 @@ DEFAULTS = [
 ]
 
 
+# Where each runtime writes (the root filesystem is read-only), with each place's share
+# of the container's writable space in percent: the content root (None here), /tmp and
+# the runtime's own dirs, owned by uid 1000 (mode in the table). nginx buffers request
+# bodies in its body temp dir (its master would chown a fresh one, which needs
+# CAP_CHOWN: the mount belongs to 1000 already); apache's pid and lock dirs are under
+# /run; the app runtimes have a home, and python the venv pip installs into.
+WRITABLE_SHARES: dict[str, dict[str | None, tuple[int, str]]] = {
+    "nginx": {None: (70, "0755"), "/tmp": (20, "1777"), "/var/lib/nginx/body": (10, "0700")},
+    "apache": {None: (80, "0755"), "/tmp": (20, "1777")},
+    "python": {None: (40, "0755"), "/opt/venv": (30, "0755"), "/tmp": (20, "1777"),
+               "/home/paas": (10, "0755")},
+    "node": {None: (60, "0755"), "/tmp": (20, "1777"), "/home/paas": (20, "0755")},
+}
+OTHER_SHARES: dict[str | None, tuple[int, str]] = {None: (80, "0755"), "/tmp": (20, "1777")}
+RUN_DIR_MB = 8  # /run, root's: pid files and locks only
+
+
+def writable_mounts(*, runtime_name: str, content_root: str, size_mb: int) -> dict[str, str]:
+    """The tmpfs mounts (path → options) of a container with a read-only root: its
+    writable places together hold ``size_mb`` (plus a small /run). Their files are in
+    the container's memory, counted in its limit, never in image layers on the host's
+    disk. Executables are allowed (pip and npm install native modules); setuid files and
+    devices are not."""
+    mounts = {"/run": f"rw,noexec,nosuid,nodev,size={RUN_DIR_MB}m,mode=0755"}
+    for path, (share, mode) in WRITABLE_SHARES.get(runtime_name, OTHER_SHARES).items():
+        size = max(1, size_mb * share // 100)
+        owner = "" if mode == "1777" else ",uid=1000,gid=1000"
+        mounts[path or content_root] = f"rw,exec,nosuid,nodev,size={size}m,mode={mode}{owner}"
+    return mounts
+
+
 def parse_sizes(text: str) -> dict[str, int]:
     """``"nginx=5,apache=3"`` → ``{"nginx": 5, "apache": 3}``; fails loudly on junk."""
     sizes: dict[str, int] = {}

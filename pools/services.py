@@ -48,6 +48,7 @@ from pools.errors import (
 )
 from pools.lease import lease_held
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
+from pools.runtimes import RUN_DIR_MB, writable_mounts
 from pools.states import BUSY, HELD, SETTLED, starts_build, transition_check
 
 __all__ = ["BUSY", "HELD", "SETTLED"]  # re-exported for callers that test a slot's state
@@ -548,11 +549,16 @@ def slot_spec(slot: PoolContainer) -> ContainerSpec:
         host_port=slot.port,
         bind_ip=settings.PAAS_BIND_IP,
         network=network_name(),
-        environment={"PORT": str(runtime.internal_port), "PAAS_RUNTIME": runtime.name},
-        mem_limit_mb=runtime.mem_limit_mb,
+        environment={"PORT": str(runtime.internal_port), "PAAS_RUNTIME": runtime.name,
+                     "PAAS_CONTENT_ROOT": runtime.content_root},
+        # Files written inside live in tmpfs, i.e. memory: the app keeps its own share.
+        mem_limit_mb=runtime.mem_limit_mb + settings.PAAS_CONTAINER_DISK_MB + RUN_DIR_MB,
         cpus=runtime.cpus,
         pids_limit=runtime.pids_limit,
         cap_add=runtime.capabilities,
+        read_only=True,
+        tmpfs=writable_mounts(runtime_name=runtime.name, content_root=runtime.content_root,
+                              size_mb=settings.PAAS_CONTAINER_DISK_MB),
     )
 
 

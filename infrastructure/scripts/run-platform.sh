@@ -10,26 +10,55 @@ port=${PAAS_PORT:-5000}
 "$py" manage.py collectstatic --noinput >/dev/null
 "$py" manage.py ensure_admin
 "$py" manage.py pool schedules
-"$py" manage.py pool build-images
+# Tests that share a Docker daemon build their images themselves (without pruning).
+[[ "${PAAS_SKIP_IMAGE_BUILD:-}" == 1 ]] || "$py" manage.py pool build-images
 # Converge first (state left by a crash or a daemon restart), then warm the pools.
 "$py" manage.py pool reconcile >/dev/null || echo "reconcile: see the message above"
 "$py" manage.py pool init
 
+# Each process runs in its own session (setsid): Ctrl-C in the terminal reaches this
+# script alone, which then asks each to stop exactly once. A second signal (SIGINT from
+# the terminal on top of our SIGTERM) is what left the django-q2 cluster hanging on a
+# lock; gunicorn and the cluster pass the SIGTERM on to their own children.
 pids=()
+stopping=0
+start() {
+  setsid "$@" &
+  pids+=($!)
+}
+
+alive() {  # pids whose process group still has a member
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -0 -- "-$pid" 2>/dev/null && echo "$pid"
+  done
+  return 0
+}
+
 stop() {
-  trap - INT TERM
+  ((stopping)) && return 0
+  stopping=1
   echo "stopping platform..."
   kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
+  local deadline=$((SECONDS + ${PAAS_STOP_TIMEOUT:-20})) left
+  while left=$(alive) && [[ -n "$left" ]] && ((SECONDS < deadline)); do
+    sleep 0.2
+  done
+  if [[ -n "$left" ]]; then  # a safety net only: a clean stop takes a few seconds
+    echo "still running after ${PAAS_STOP_TIMEOUT:-20}s, killing process groups: $left" >&2
+    for pid in $left; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  fi
+  wait 2>/dev/null || true
+  echo "platform stopped"
   exit 0
 }
 trap stop INT TERM
 
-"$py" manage.py qcluster & pids+=($!)
-"$py" manage.py pool watch & pids+=($!)
-.venv/bin/gunicorn paas_project.wsgi:application --bind "0.0.0.0:$port" \
+start "$py" manage.py qcluster
+start "$py" manage.py pool watch
+start .venv/bin/gunicorn paas_project.wsgi:application --bind "0.0.0.0:$port" \
   --worker-class gthread --workers "${PAAS_WEB_WORKERS:-2}" --threads "${PAAS_WEB_THREADS:-8}" --preload \
-  --access-logfile - --graceful-timeout 5 & pids+=($!)
+  --access-logfile - --graceful-timeout 5
 echo "platform running on http://localhost:$port/ (admin: /admin/); Ctrl-C stops it"
-wait -n "${pids[@]}"
+wait -n "${pids[@]}" || true
 stop

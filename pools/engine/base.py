@@ -35,6 +35,10 @@ class ContainerSpec:
     cpus: float = 0.5
     pids_limit: int = 256
     cap_add: list[str] = field(default_factory=list)
+    # A read-only root with size-bounded tmpfs mounts (path → mount options) for every
+    # place the container writes: its files live in its memory, never on the host's disk.
+    read_only: bool = False
+    tmpfs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

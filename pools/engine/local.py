@@ -7,12 +7,17 @@ reads it) and raises the project's own errors (see ``pools.engine.base``).
 from __future__ import annotations
 
 import contextlib
+import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pools.engine.base import LABEL_INSTANCE, ContainerInfo, ContainerSpec, EngineEvent
 from pools.errors import EngineError, EngineUnavailable, ImageMissing
+
+CONTENT_USER = "1000"  # every runtime's content root belongs to uid 1000
+EXEC_STDIN_TIMEOUT = 120  # seconds for one content push (50 MB at most)
 
 
 def _label_filters(instance: str, labels: dict[str, str]) -> list[str]:
@@ -133,9 +138,43 @@ class DockerEngine:
         return result.exit_code, (result.output or b"").decode("utf-8", "replace")
 
     def put_archive(self, container_id: str, path: str, data: bytes) -> None:
-        container = self._require(container_id)
-        if not self._call(container.put_archive, path, data):
-            raise EngineError(f"Docker did not accept the archive for {path}")
+        """Unpack a tar into ``path`` as the content owner (uid 1000). Docker's own
+        archive endpoint writes into the image's layers, so it cannot reach a tmpfs
+        mount or a read-only root (moby#22020): `tar -x` inside, fed on stdin."""
+        self._require(container_id)
+        code, output = self._exec_stdin(
+            container_id, ["tar", "-x", "-f", "-", "-C", path], data, user=CONTENT_USER)
+        if code != 0:
+            raise EngineError(f"unpacking the files into {path} failed: {output.strip()[-500:]}")
+
+    def _exec_stdin(self, container_id: str, cmd: list[str], data: bytes,
+                    user: str) -> tuple[int, str]:
+        """Run ``cmd`` with ``data`` on its stdin; its exit code and output."""
+        from docker.utils.socket import frames_iter
+
+        api = self._client.api
+        exec_id = self._call(api.exec_create, container_id, cmd, stdin=True, user=user)["Id"]
+        stream = self._call(api.exec_start, exec_id, socket=True)
+        connection = stream._sock  # the hijacked connection under the SDK's wrapper
+        try:
+            connection.settimeout(EXEC_STDIN_TIMEOUT)
+            connection.sendall(data)
+            connection.shutdown(socket.SHUT_WR)  # end of stdin: tar finishes
+            output = b"".join(data for _stream, data in frames_iter(stream, tty=False))
+        except OSError as exc:
+            raise EngineError(f"exec in {container_id[:12]} failed: {exc}") from exc
+        finally:
+            stream.close()
+        return self._exec_exit_code(exec_id), output.decode("utf-8", "replace")
+
+    def _exec_exit_code(self, exec_id: str) -> int:
+        # The output ends when the process closes it; its exit is recorded a moment later.
+        for _ in range(100):
+            state = self._call(self._client.api.exec_inspect, exec_id)
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return int(state["ExitCode"])
+            time.sleep(0.05)
+        raise EngineError(f"exec {exec_id[:12]} did not finish")
 
     def logs(self, container_id: str, tail: int = 100) -> str:
         container = self._require(container_id)
@@ -257,6 +296,8 @@ def _run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "2"}},
         "restart_policy": {"Name": "no"},  # the platform recovers, not the daemon
         "privileged": False,
+        "read_only": spec.read_only,
+        "tmpfs": spec.tmpfs or None,
     }
 
 

@@ -29,7 +29,7 @@ def stack() -> Iterator[LiveStack]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
     engine = DockerEngine()
-    build_images(engine, runtimes=["nginx"], progress=lambda line: None)
+    build_images(engine, runtimes=["nginx"], progress=lambda line: None, prune=False)
     instance = settings.PAAS_INSTANCE + "-e2e"
     # Created here, once: `pool init` creates slots in parallel threads, and racing
     # creators can leave several networks of one name (Docker allows that).

@@ -29,7 +29,7 @@ def docker_engine() -> Iterator[DockerEngine]:
 
     engine = DockerEngine()
     engine.ping()
-    build_images(engine, progress=lambda line: None)
+    build_images(engine, progress=lambda line: None, prune=False)
     yield engine
     remove_instance_containers(engine, settings.PAAS_INSTANCE)
     engine.remove_network(services.network_name())

@@ -1,7 +1,8 @@
 """The runtime images on the real engine, run exactly as the platform runs them (through
 ``DockerEngine.create``: cap_drop ALL plus the runtime's caps, no-new-privileges, 256 MB,
-256 pids): placeholder at once, content root writable by uid 1000, and the python/node
-supervisor's start, reload, crash and stop behaviour."""
+256 pids, a read-only root with tmpfs mounts where it writes): placeholder at once,
+content root writable by uid 1000, and the python/node supervisor's start, reload,
+crash and stop behaviour."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 from pools.engine import ContainerInfo, ContainerSpec, DockerEngine
 from pools.imagebuild import image_tag
-from pools.runtimes import DEFAULTS
+from pools.runtimes import DEFAULTS, writable_mounts
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,9 @@ def run_image(docker_engine: DockerEngine) -> Iterator[Run]:
             labels={"paas.instance": instance, "paas.runtime": runtime},
             internal_port=defaults.internal_port, host_port=port, bind_ip="127.0.0.1",
             cap_add=caps if caps is not None else [c for c in defaults.cap_add.split(",") if c],
+            environment={"PAAS_CONTENT_ROOT": defaults.content_root},
+            read_only=True, tmpfs=writable_mounts(
+                runtime_name=runtime, content_root=defaults.content_root, size_mb=256),
         )
         return docker_engine.create(spec), port
 

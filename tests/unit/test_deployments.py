@@ -4,10 +4,12 @@ restart, release by the user and by an operator, and what the user sees."""
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import AbstractUser
+from django.db import connection
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
@@ -75,6 +77,38 @@ def test_quota_counts_active_deployments_only(
     assert PoolContainer.objects.filter(status=S.IDLE).count() == 2  # claim rolled back
     services.deployment_release(deployment=first)
     services.deployment_create(user=alice, runtime_name="nginx")
+
+
+@pytest.mark.vendor
+def test_concurrent_launches_of_one_user_stop_at_the_quota(
+        settings: Settings, alice: AbstractUser, warm: Callable) -> None:
+    """Twelve launches at once by one user with quota 2: the quota check and the claim
+    are serialized per user (a row lock on PostgreSQL, the one writer on SQLite)."""
+    settings.PAAS_USER_QUOTA = 2
+    warm("nginx", 8)
+    barrier = threading.Barrier(12)
+    outcomes: list[str] = []
+
+    def launch() -> None:
+        try:
+            barrier.wait()
+            services.deployment_create(user=alice, runtime_name="nginx")
+            outcomes.append("launched")
+        except QuotaExceeded:
+            outcomes.append("quota")
+        except BaseException as exc:  # any other error fails the test
+            outcomes.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=launch) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["launched"] * 2 + ["quota"] * 10
+    assert Deployment.objects.filter(user=alice, status=Deployment.Status.ACTIVE).count() == 2
+    assert PoolContainer.objects.filter(status=S.ASSIGNED).count() == 2
 
 
 def test_per_user_quota_overrides_the_default(

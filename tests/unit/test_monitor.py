@@ -197,6 +197,25 @@ def test_event_for_current_container_queues_recovery(
     assert Recovery.objects.get().trigger == "watch"
 
 
+def test_oom_event_of_a_child_process_leaves_a_running_container_alone(
+        fake_engine: FakeEngine, warm: Callable, alice) -> None:
+    """The kernel killed one process inside; the container (its PID 1) still runs, so
+    the user keeps it. Only an oom that took the container down is recovered."""
+    only_pool("python", 1)
+    slot = warm("python", 1)[0]
+    long_ago(slot)
+    slot = services.slot_claim(runtime=slot.runtime, user=alice)
+    labels = {"paas.slot": str(slot.pk)}
+    assert not monitor.handle_event(slot.container_id, "oom", labels, say=lambda s: None)
+    fresh = PoolContainer.objects.get(pk=slot.pk)
+    assert (fresh.container_id, fresh.generation) == (slot.container_id, slot.generation)
+    assert not Recovery.objects.exists()
+    fake_engine.kill(slot.container_id, oom=True)
+    assert monitor.handle_event(slot.container_id, "oom", labels, say=lambda s: None)
+    fresh = PoolContainer.objects.get(pk=slot.pk)
+    assert fresh.status == S.ASSIGNED and fresh.container_id != slot.container_id
+
+
 def test_schedule_install_is_idempotent() -> None:
     from django_q.models import Schedule
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 
 from pools import content, health, services
 from pools.errors import PoolExhausted, PortRangeExhausted, UnknownRuntime
@@ -16,6 +18,7 @@ from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = SlotStatus
+ON_POSTGRESQL = "postgresql" in settings.DATABASES["default"]["ENGINE"]
 
 
 def test_runtimes_seeded_with_defaults_and_env_overrides() -> None:
@@ -187,9 +190,11 @@ def test_failed_creation_backs_off_then_marks_failed(fake_engine: FakeEngine) ->
     assert slot.status == S.FAILED and "create refused" in slot.last_error
 
 
+@pytest.mark.vendor
 def test_fifty_threads_claiming_five_idle_slots_give_exactly_five_winners(
         warm: Callable) -> None:
-    assert connection.vendor == "sqlite" and "memory" not in str(connection.settings_dict["NAME"])
+    # Threads need a database they can share: a file, not SQLite's in-memory one.
+    assert "memory" not in str(connection.settings_dict["NAME"])
     slots = warm("nginx", 5)
     users = [get_user_model().objects.create_user(f"u{i}") for i in range(50)]
     runtime = slots[0].runtime
@@ -218,3 +223,35 @@ def test_fifty_threads_claiming_five_idle_slots_give_exactly_five_winners(
     assert sorted(winners) == sorted(s.pk for s in slots)
     assert len(losers) == 45
     assert PoolContainer.objects.filter(status=S.ASSIGNED).count() == 5
+
+
+@pytest.mark.vendor
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="SKIP LOCKED is PostgreSQL's claim path")
+def test_claim_skips_slots_another_transaction_holds_instead_of_waiting(
+        warm: Callable, alice) -> None:
+    """Four of five idle slots are row-locked by another connection (a claimer in the
+    middle of its transaction): the claim takes the fifth at once, it does not queue."""
+    slots = warm("nginx", 5)
+    free, locked = slots[0], [s.pk for s in slots[1:]]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_locks() -> None:
+        try:
+            with transaction.atomic():
+                list(PoolContainer.objects.select_for_update().filter(pk__in=locked))
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_locks)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        won = services.slot_claim(runtime=free.runtime, user=alice)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join()
+    assert won.pk == free.pk and elapsed < 1.0

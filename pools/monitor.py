@@ -33,12 +33,13 @@ CONFIRM_DELAY = 0.5  # seconds between a failed check and the second look
 
 
 # --- the reconcile pass -----------------------------------------------------------
-def reconcile_pass(*, trigger: str = "schedule") -> dict[str, Any]:
+def reconcile_pass(*, trigger: str = "schedule", wait: float = 0.0) -> dict[str, Any]:
     """Compare the rows with the labelled containers and converge, under the pools
-    lease: when another pass (or a converge) holds it, this one is skipped. Returns a
-    summary; with Docker unreachable nothing is changed and ``ok`` is False."""
+    lease: when another pass (or a converge) holds it for longer than ``wait`` seconds,
+    this one is skipped (``skipped`` in the summary). Returns a summary; with Docker
+    unreachable nothing is changed and ``ok`` is False."""
     try:
-        with lease_held() as holder:
+        with lease_held(wait=wait) as holder:
             return _pass(trigger, holder)
     except LeaseBusy:
         log.info("reconcile pass (%s) skipped: another pass is running", trigger)

@@ -208,3 +208,18 @@ def test_a_failed_slot_shows_its_reason_in_the_admin_and_pool_status(
     out = io.StringIO()
     call_command("pool", "status", stdout=out)
     assert f"slot {slot.pk} (nginx:{slot.port}) failed: fake engine: create refused" in out.getvalue()
+
+
+def test_pool_reconcile_waits_for_a_running_pass(
+        fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    only_pool("nginx", 1)
+    Lease.objects.create(name="pools", holder="a-pass-about-to-end",
+                         expires_at=timezone.now() + timedelta(seconds=1))
+    out = io.StringIO()
+    call_command("pool", "reconcile", stdout=out)  # waits the second out, then runs
+    assert '"refilled": {\n    "nginx": 1' in out.getvalue()
+    monkeypatch.setattr(services, "COMMAND_LEASE_WAIT", 0.2)
+    Lease.objects.filter(name="pools").update(
+        holder="a-long-pass", expires_at=timezone.now() + timedelta(minutes=5))
+    with pytest.raises(CommandError, match="still running"):
+        call_command("pool", "reconcile", stdout=io.StringIO())

@@ -140,11 +140,11 @@ class Command(BaseCommand):
     def do_reconcile(self, **_: Any) -> None:
         from pools import monitor
 
-        result = monitor.reconcile_pass(trigger="command")
-        if result.get("skipped"):
-            self.say("another reconcile pass is running; this one was skipped")
-            return
+        # An operator asked for a pass: wait for a running one rather than skip.
+        result = monitor.reconcile_pass(trigger="command", wait=services.COMMAND_LEASE_WAIT)
         self.say(_dumps(result))
+        if result.get("skipped"):
+            raise CommandError("another reconcile pass is still running; try again shortly")
         if not result.get("ok"):
             raise CommandError(str(result.get("error", "reconcile pass failed")))
 

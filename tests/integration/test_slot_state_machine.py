@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -88,4 +89,33 @@ def test_passes_at_once_converge_to_the_size_and_the_invariants_hold(
     Runtime.objects.filter(name="nginx").update(pool_size=1)
     assert monitor.reconcile_pass()["trimmed"] == {"nginx": 2}
     assert PoolContainer.objects.filter(runtime__name="nginx").count() == 1
+    assert invariants_check() == []
+
+
+def test_a_recovered_slot_whose_push_failed_is_repushed_by_the_pass(
+        warm_pools: Callable, real_engine: DockerEngine, alice: Any) -> None:
+    warm_pools(nginx=1)
+    deployment = deployments.deployment_create(user=alice, runtime_name="nginx")
+    deployments.deployment_upload(deployment=deployment,
+                                  uploads=[("index.html", io.BytesIO(b"alice's page"))])
+    slot = PoolContainer.objects.get(pk=deployment.slot_id)
+    PoolContainer.objects.filter(pk=slot.pk).update(
+        built_at=slot.built_at - timedelta(minutes=10))  # not a crash loop
+    real_engine.remove(slot.container_id)  # like `docker rm -f`
+    real_put = real_engine.put_archive
+    failures = [EngineError("put_archive refused")]
+
+    def flaky_put(container_id: str, path: str, data: bytes) -> None:
+        if failures:
+            raise failures.pop()
+        real_put(container_id, path, data)
+
+    with pytest.MonkeyPatch.context() as flaky:
+        flaky.setattr(real_engine, "put_archive", flaky_put)
+        assert services.slot_recover(slot=slot, reason="container missing")
+    recovered = PoolContainer.objects.get(pk=slot.pk)
+    assert recovered.status == S.ASSIGNED and recovered.pushed_version < recovered.content_version
+    assert "alice's page" not in http_get(recovered.port)[1]  # the placeholder, for now
+    assert monitor.reconcile_pass()["repushed"] == [slot.pk]
+    assert http_get(recovered.port, expect="alice's page")[1] == "alice's page"
     assert invariants_check() == []

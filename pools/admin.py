@@ -20,6 +20,7 @@ from django.utils.timesince import timesince
 from pools import services
 from pools.errors import PaasError
 from pools.models import MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
+from pools.states import IN_USE
 
 S = SlotStatus
 
@@ -50,7 +51,7 @@ class RuntimeAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Runtime]:
         return super().get_queryset(request).annotate(
             n_idle=Count("slots", filter=Q(slots__status=S.IDLE)),
-            n_assigned=Count("slots", filter=Q(slots__status__in=(S.ASSIGNED, S.RECOVERING))),
+            n_assigned=Count("slots", filter=Q(slots__status__in=IN_USE)),
             n_failed=Count("slots", filter=Q(slots__status=S.FAILED)),
             n_total=Count("slots"),
         )

@@ -16,7 +16,7 @@ from django.db.models import F
 from pools import content
 from pools.engine import get_engine
 from pools.models import MonitorPass, PoolContainer, SlotStatus
-from pools.states import SETTLED
+from pools.states import BUSY, SETTLED
 
 S = SlotStatus
 
@@ -78,8 +78,7 @@ def _one_pass_at_a_time() -> list[str]:
 
 def slots_settled() -> bool:
     """No build in flight and every assigned slot's content pushed: a checkpoint."""
-    return not PoolContainer.objects.filter(status__in=(S.PROVISIONING, S.RECYCLING,
-                                                        S.RECOVERING),
-                                            retry_after__isnull=True).exists() and \
-        not PoolContainer.objects.filter(status=S.ASSIGNED,
-                                         pushed_version__lt=F("content_version")).exists()
+    building = PoolContainer.objects.filter(status__in=BUSY, retry_after__isnull=True)
+    stale = PoolContainer.objects.filter(status=S.ASSIGNED,
+                                         pushed_version__lt=F("content_version"))
+    return not building.exists() and not stale.exists()

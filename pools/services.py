@@ -49,7 +49,15 @@ from pools.errors import (
 from pools.lease import lease_held
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
 from pools.runtimes import RUN_DIR_MB, writable_mounts
-from pools.states import BUSY, HELD, SETTLED, starts_build, transition_check
+from pools.states import (
+    BUILDING,
+    BUSY,
+    HELD,
+    IN_USE,
+    SETTLED,
+    starts_build,
+    transition_check,
+)
 
 __all__ = ["BUSY", "HELD", "SETTLED"]  # re-exported for callers that test a slot's state
 
@@ -335,7 +343,7 @@ def slot_reinitialize(*, slot: PoolContainer, queue: bool = True) -> bool:
     gets the content back. False when a rebuild is already under way. With ``queue``
     False the caller runs the build itself (``slot_rebuild``)."""
     slot.refresh_from_db()
-    if slot.status in (S.PROVISIONING, S.RECYCLING):
+    if slot.status in BUILDING:
         return False
     to = S.RECOVERING if slot.owner_id else S.PROVISIONING
     # An operator's reinitialize is a fresh start: the failure count starts again.
@@ -652,9 +660,9 @@ def pool_counts() -> list[dict[str, Any]]:
     slots with a problem (failed, backing off, content not pushed) and why."""
     rows = Runtime.objects.annotate(
         idle=Count("slots", filter=Q(slots__status=S.IDLE)),
-        assigned=Count("slots", filter=Q(slots__status__in=(S.ASSIGNED, S.RECOVERING))),
+        assigned=Count("slots", filter=Q(slots__status__in=IN_USE)),
         failed=Count("slots", filter=Q(slots__status=S.FAILED)),
-        busy=Count("slots", filter=Q(slots__status__in=(S.PROVISIONING, S.RECYCLING))),
+        busy=Count("slots", filter=Q(slots__status__in=BUILDING)),
         total=Count("slots"),
     ).order_by("port_min")
     problems = _problems()

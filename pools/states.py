@@ -31,6 +31,8 @@ S = SlotStatus
 BUSY = frozenset({S.PROVISIONING, S.RECYCLING, S.RECOVERING})  # a build task owns the slot
 HELD = frozenset({S.ASSIGNED, S.RECOVERING, S.FAILED})  # states in which a slot may have an owner
 SETTLED = frozenset({S.IDLE, S.ASSIGNED})  # a container is up and checked by the pass
+IN_USE = frozenset({S.ASSIGNED, S.RECOVERING})  # counted as "assigned" in the overviews
+BUILDING = frozenset({S.PROVISIONING, S.RECYCLING})  # counted as "busy": no owner yet
 CLAIMABLE = S.IDLE
 
 

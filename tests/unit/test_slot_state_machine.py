@@ -223,3 +223,27 @@ def test_pool_reconcile_waits_for_a_running_pass(
         holder="a-long-pass", expires_at=timezone.now() + timedelta(minutes=5))
     with pytest.raises(CommandError, match="still running"):
         call_command("pool", "reconcile", stdout=io.StringIO())
+
+
+def test_only_slot_transition_writes_a_slot_status() -> None:
+    """No side door in the code either: in ``pools`` and ``deployments`` every UPDATE
+    that sets a slot's ``status`` is inside ``slot_transition`` (the claim's one SQL
+    statement is the other writer, checked by its own tests)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    writers = []
+    for path in [*(root / "pools").rglob("*.py"), *(root / "deployments").rglob("*.py")]:
+        if "migrations" in path.parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for func in ast.walk(tree):
+            if not isinstance(func, ast.FunctionDef):
+                continue
+            for call in ast.walk(func):
+                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and call.func.attr == "update"
+                        and any(k.arg == "status" for k in call.keywords)
+                        and "Deployment" not in ast.unparse(call)):
+                    writers.append(f"{path.relative_to(root)}:{func.name}")
+    assert writers == ["pools/services.py:slot_transition"]

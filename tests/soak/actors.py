@@ -332,21 +332,24 @@ def docker(*args: str) -> subprocess.CompletedProcess[str]:
 class FaultActor(Actor):
     """Kills or removes one of the run's own running containers now and then."""
 
-    pause_range = (2.0, 6.0)
+    pause_range = (1.5, 5.0)
 
     def __init__(self, name: str, *, instance: str, **kw: Any) -> None:
         super().__init__(name, **kw)
         self.instance = instance
 
     def step(self) -> None:
-        running = sorted(docker("ps", "-q", "--no-trunc", "--filter",
-                                f"label=paas.instance={self.instance}").stdout.split())
+        # Newest first: ``kill-newest`` hits a container just made by a rebuild, while
+        # its slot is being finished and its content pushed.
+        running = docker("ps", "-q", "--no-trunc", "--filter",
+                         f"label=paas.instance={self.instance}").stdout.split()
         if not running:
             return
-        target = self.rng.choice(running)
-        fault = self.pick({"kill": 3.0, "rm": 2.0})
-        done = docker("kill", target) if fault == "kill" else docker("rm", "-f", target)
-        self.tally.faults[fault] += done.returncode == 0
+        fault = self.pick({"kill": 3.0, "rm": 2.0, "kill-newest": 1.5})
+        target = running[0] if fault == "kill-newest" else self.rng.choice(sorted(running))
+        done = docker("rm", "-f", target) if fault == "rm" else docker("kill", target)
+        with self.tally.lock:
+            self.tally.faults[fault] += done.returncode == 0
 
 
 class OperatorActor(Actor):

@@ -26,12 +26,14 @@ from typing import Any
 from deployments.models import Deployment
 from pools import content
 from pools.models import PoolContainer, Runtime, SlotStatus
-from tests.soak.actors import MARK, PAGE, Site, Tally, docker, http_page
+from tests.soak.actors import MARK, PAGE, Actor, Site, Tally, docker, http_page
 
 S = SlotStatus
 BUSY = {S.PROVISIONING, S.RECYCLING, S.RECOVERING}
 SETTLED = {S.IDLE, S.ASSIGNED}
+FREE = (S.IDLE, S.PROVISIONING)
 SERVE_WAIT = 15.0  # an app slot restarts its app after a push: give it time to answer
+DUPLICATE_GRACE = 10.0  # two running containers of one slot, longer than a replacement
 
 
 def slot_row(port: int) -> dict[str, Any]:
@@ -251,3 +253,57 @@ def short(page: str | None) -> str:
         return "no page"
     found = MARK.search(page)
     return f"v{found.group(3)} of {found.group(1)}/{found.group(2)}" if found else repr(page[:60])
+
+
+# --- during the run ------------------------------------------------------------------------
+class InvariantSampler(Actor):
+    """Checks, while everything runs, what must hold at every moment, not only when
+    settled: a free (idle or provisioning) slot has no owner, an empty store and serves
+    no user's page; no slot keeps two running containers. A finding counts only if the
+    slot's row is unchanged after the second look, so a claim in between is no alarm."""
+
+    pause_range = (0.5, 1.5)
+
+    def __init__(self, name: str, *, instance: str, **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.instance = instance
+        self.pairs: dict[tuple[str, ...], float] = {}
+
+    def step(self) -> None:
+        for slot in PoolContainer.objects.filter(status__in=FREE):
+            self.free_slot(slot)
+        self.duplicates()
+        self.tally.op("sample")
+
+    def unchanged(self, slot: PoolContainer) -> bool:
+        return PoolContainer.objects.filter(
+            pk=slot.pk, generation=slot.generation, status=slot.status,
+            status_changed_at=slot.status_changed_at).exists()
+
+    def free_slot(self, slot: PoolContainer) -> None:
+        where = f"slot {slot.pk} (port {slot.port}, {slot.status}, g{slot.generation})"
+        files = content.content_list(slot_id=slot.pk)
+        if (slot.owner_id is not None or files) and self.unchanged(slot):
+            self.tally.violation("dirty-free-slot", f"{where}: owner {slot.owner_id}, "
+                                 f"files {[f['path'] for f in files][:5]}",
+                                 page=store_page(slot.pk))
+        if slot.status != S.IDLE:
+            return
+        status, body = http_page(slot.port, timeout=1.0)
+        if MARK.search(body) and self.unchanged(slot):
+            self.tally.violation("leak", f"{where} serves a user's page", body=body[:300])
+
+    def duplicates(self) -> None:
+        running: dict[str, list[str]] = defaultdict(list)
+        for info in containers(self.instance):
+            if info["state"] == "running":
+                running[info["slot"]].append(info["id"][:12])
+        now = time.monotonic()
+        current = {(slot, *sorted(ids)) for slot, ids in running.items() if len(ids) > 1}
+        self.pairs = {pair: self.pairs.get(pair, now) for pair in current}
+        for pair, since in self.pairs.items():
+            if now - since > DUPLICATE_GRACE:
+                self.tally.violation("several-running-containers", f"slot {pair[0]} has "
+                                     f"running containers {list(pair[1:])} for "
+                                     f"{now - since:.0f}s")
+                self.pairs[pair] = float("inf")  # reported once

@@ -67,7 +67,7 @@ class Soak:
         self.results: list[dict[str, Any]] = []
 
     def start_actors(self) -> None:
-        from tests.soak.checks import slot_row
+        from tests.soak.checks import InvariantSampler, slot_row
 
         names = [f"soak-user-{i}" for i in range(USERS)]
         tokens = self.stack.create_users(names, password=f"Soak-{self.args.seed}-pass!")
@@ -80,7 +80,9 @@ class Soak:
                                   seed=self.rng.getrandbits(32), **common),
                        *(OperatorActor(f"operator-{i}", stack=self.stack,
                                        seed=self.rng.getrandbits(32), **common)
-                         for i in range(2))]
+                         for i in range(2)),
+                       InvariantSampler("sampler", instance=self.stack.instance,
+                                        seed=self.rng.getrandbits(32), **common)]
         for actor in self.actors:
             actor.start()
 

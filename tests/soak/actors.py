@@ -352,26 +352,78 @@ class FaultActor(Actor):
             self.tally.faults[fault] += done.returncode == 0
 
 
-class OperatorActor(Actor):
-    """Runs ``manage.py pool …`` commands as an operator would, beside the others."""
+class AdminClient:
+    """An operator in the Django admin: resize a pool through the runtime's change form,
+    reinitialize slots with the pool containers' action. ``forms(runtime)`` gives the
+    change form's current values and the runtime's slot ids (read by the driver)."""
 
-    pause_range = (3.0, 9.0)
+    def __init__(self, base_url: str, *, username: str, password: str,
+                 forms: Callable[[str], tuple[int, dict[str, Any], list[int]]]) -> None:
+        self.base = base_url
+        self.forms = forms
+        self.http = requests.Session()
+        self.http.get(f"{self.base}/admin/login/", timeout=30)
+        answer = self.post("/admin/login/?next=/admin/",
+                           {"username": username, "password": password})
+        if "/admin/login/" in answer.url:
+            raise RuntimeError(f"admin login failed: {answer.status_code}")
+
+    def post(self, path: str, data: dict[str, Any]) -> requests.Response:
+        token = self.http.cookies.get("csrftoken", "")
+        return self.http.post(f"{self.base}{path}", data={**data, "csrfmiddlewaretoken": token},
+                              headers={"Referer": f"{self.base}{path}"}, timeout=300)
+
+    def resize(self, runtime: str, size: int) -> int:
+        pk, form, _slots = self.forms(runtime)
+        return self.post(f"/admin/pools/runtime/{pk}/change/",
+                         {**form, "pool_size": size}).status_code
+
+    def reinitialize(self, runtime: str, rng: random.Random) -> int:
+        _pk, _form, slots = self.forms(runtime)
+        chosen = rng.sample(slots, k=min(len(slots), rng.randint(1, 2)))
+        return self.post("/admin/pools/poolcontainer/", {
+            "action": "reinitialize", "_selected_action": chosen, "index": 0}).status_code
+
+
+class OperatorActor(Actor):
+    """Runs ``manage.py pool …`` commands (and, given an admin client, the admin's
+    resize and reinitialize) as an operator would, beside the others."""
+
+    pause_range = (2.0, 7.0)
     SIZES = {"nginx": (3, 5), "apache": (1, 3), "python": (1, 2)}
 
-    def __init__(self, name: str, *, stack: LiveStack, **kw: Any) -> None:
+    def __init__(self, name: str, *, stack: LiveStack, admin: AdminClient | None = None,
+                 **kw: Any) -> None:
         super().__init__(name, **kw)
         self.stack = stack
+        self.admin = admin
 
     def step(self) -> None:
         runtime = self.rng.choice(sorted(self.SIZES))
-        action = self.pick({"reconcile": 4.0, "reinit": 1.5, "set-size": 2.0, "add": 1.0})
+        size = self.rng.randint(*self.SIZES[runtime])
+        action = self.pick({"reconcile": 4.0, "reinit": 1.5, "set-size": 2.0, "add": 1.0,
+                            "admin-resize": 1.5 * bool(self.admin),
+                            "admin-reinit": 1.0 * bool(self.admin)})
+        if self.admin and action.startswith("admin-"):
+            self.in_admin(action, runtime, size)
+            return
         args = {
             "reconcile": ["reconcile"],
             "reinit": ["reinit", runtime],
-            "set-size": ["set-size", runtime, str(self.rng.randint(*self.SIZES[runtime]))],
+            "set-size": ["set-size", runtime, str(size)],
             "add": ["add", runtime, "1"],
         }[action]
         self.pool(action, *args)
+
+    def in_admin(self, action: str, runtime: str, size: int) -> None:
+        assert self.admin is not None
+        status = (self.admin.resize(runtime, size) if action == "admin-resize"
+                  else self.admin.reinitialize(runtime, self.rng))
+        self.tally.op(action, status)
+        if status != 302:  # the admin redirects after a change or an action
+            with self.tally.lock:
+                self.tally.command_failures.append({"command": f"{action} {runtime}",
+                                                    "rc": status})
 
     def pool(self, action: str, *args: str) -> None:
         started = time.monotonic()

@@ -34,7 +34,15 @@ from typing import Any
 
 from tests.live import LiveStack
 from tests.pgserver import throwaway_postgres
-from tests.soak.actors import FaultActor, Gate, OperatorActor, Site, Tally, UserActor
+from tests.soak.actors import (
+    AdminClient,
+    FaultActor,
+    Gate,
+    OperatorActor,
+    Site,
+    Tally,
+    UserActor,
+)
 
 SIZES = "nginx=4,apache=2,python=2,node=0"
 USERS = 6
@@ -72,6 +80,7 @@ class Soak:
         names = [f"soak-user-{i}" for i in range(USERS)]
         tokens = self.stack.create_users(names, password=f"Soak-{self.args.seed}-pass!")
         common = {"gate": self.gate, "tally": self.tally}
+        admin = self.admin_client()
         self.users = [UserActor(name, token=tokens[name], base_url=self.stack.url,
                                 quota=QUOTA, slot_of=slot_row,
                                 seed=self.rng.getrandbits(32), **common) for name in names]
@@ -79,12 +88,21 @@ class Soak:
                        FaultActor("faults", instance=self.stack.instance,
                                   seed=self.rng.getrandbits(32), **common),
                        *(OperatorActor(f"operator-{i}", stack=self.stack,
+                                       admin=admin if i == 0 else None,
                                        seed=self.rng.getrandbits(32), **common)
                          for i in range(2)),
                        InvariantSampler("sampler", instance=self.stack.instance,
                                         seed=self.rng.getrandbits(32), **common)]
         for actor in self.actors:
             actor.start()
+
+    def admin_client(self) -> AdminClient:
+        from django.contrib.auth import get_user_model
+
+        password = f"Soak-admin-{self.args.seed}-pass!"
+        get_user_model().objects.create_superuser("soak-operator", "op@example.com", password)
+        return AdminClient(self.stack.url, username="soak-operator", password=password,
+                           forms=runtime_form)
 
     def sites(self) -> dict[str, list[Site]]:
         return {u.name: list(u.sites.values()) for u in self.users}
@@ -109,12 +127,14 @@ class Soak:
 
         began = time.monotonic()
         self.gate.pause(finish=last)
+        paused = time.monotonic()
         self.tally.phase = phase
-        settle = self.settle(deadline=began + SETTLE_TIMEOUT)
+        settle = self.settle(deadline=paused + SETTLE_TIMEOUT)
         counts = Checker(instance=self.stack.instance, tally=self.tally,
                          sites=self.sites).run()
         result = {"phase": phase, **counts, **settle, "left_busy": busy_count(),
-                  "settle_seconds": round(time.monotonic() - began, 1)}
+                  "pause_seconds": round(paused - began, 1),
+                  "settle_seconds": round(time.monotonic() - paused, 1)}
         self.results.append(result)
         print(f"SOAK {phase}: {json.dumps(result)}", flush=True)
         self.tally.phase = "run"
@@ -165,6 +185,18 @@ class Soak:
                 "checkpoints": self.results,
                 "violations": [asdict(v) for v in t.violations],
                 "command_failures": t.command_failures}
+
+
+def runtime_form(name: str) -> tuple[int, dict[str, Any], list[int]]:
+    """The runtime's admin change form as it stands, and its slot ids."""
+    from pools.models import Runtime
+    from tests.conftest import RUNTIME_FORM_FIELDS
+
+    runtime = Runtime.objects.get(name=name)
+    form = {f: getattr(runtime, f) for f in RUNTIME_FORM_FIELDS} | {"enabled": "on"}
+    if runtime.app_runtime:  # a checkbox: absent means off
+        form["app_runtime"] = "on"
+    return runtime.pk, form, list(runtime.slots.values_list("pk", flat=True))
 
 
 def stack_for(args: argparse.Namespace, database_url: str | None) -> LiveStack:

@@ -308,8 +308,9 @@ class UserActor(Actor):
                     reader=self.name, deployment=site.id, port=site.port, status=status,
                     body=body[:300], slot=self.slot_of(site.port))
             elif int(version) < site.acked:
-                self.tally.note("stale-read", f"{self.name} dep {site.id} read v{version} "
-                                f"after v{site.acked} was acknowledged")
+                self.tally.note("stale-read", f"{time.strftime('%H:%M:%S')} {self.name} dep "
+                                f"{site.id} port {site.port} read v{version} after "
+                                f"v{site.acked} was acknowledged; slot {self.slot_of(site.port)}")
             else:
                 self.tally.note("read-own")
 
@@ -365,13 +366,14 @@ class AdminClient:
         self.http.get(f"{self.base}/admin/login/", timeout=30)
         answer = self.post("/admin/login/?next=/admin/",
                            {"username": username, "password": password})
-        if "/admin/login/" in answer.url:
-            raise RuntimeError(f"admin login failed: {answer.status_code}")
+        if answer.status_code != 302 or "/login/" in answer.headers.get("Location", ""):
+            raise RuntimeError(f"admin login failed: {answer.status_code} {answer.text[:300]}")
 
     def post(self, path: str, data: dict[str, Any]) -> requests.Response:
         token = self.http.cookies.get("csrftoken", "")
         return self.http.post(f"{self.base}{path}", data={**data, "csrfmiddlewaretoken": token},
-                              headers={"Referer": f"{self.base}{path}"}, timeout=300)
+                              headers={"Referer": f"{self.base}{path}"}, timeout=300,
+                              allow_redirects=False)
 
     def resize(self, runtime: str, size: int) -> int:
         pk, form, _slots = self.forms(runtime)

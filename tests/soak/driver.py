@@ -174,6 +174,7 @@ class Soak:
                 f"checkpoints={len(self.results)} violations={len(t.violations)} "
                 f"slots converged={end['converged']}/{end['slots']} "
                 f"failed={end.get('failed', 0)} stale-reads={t.notes['stale-read']} "
+                f"dead-idle-slots={t.notes['dead-idle-slot-at-checkpoint']} "
                 f"command-failures={len(t.command_failures)}")
 
     def report(self) -> dict[str, Any]:
@@ -234,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
 
         stack.manage("pool", "build-images")  # a no-op when the images are up to date
         ensure_network()  # once, before `pool init` creates containers in parallel
+        began = time.monotonic()
         cleanup.enter_context(stack)
-        print(f"SOAK stack up: {stack.url}, data dir {stack.data_dir}", flush=True)
+        print(f"SOAK stack up in {time.monotonic() - began:.0f} s: {stack.url}, "
+              f"data dir {stack.data_dir}", flush=True)
         soak = Soak(args, stack)
         started = time.monotonic()
         try:

@@ -1,6 +1,6 @@
 """The randomized soak as a test: one run per database, each in its own process (the
 driver sets Django up against its live stack's database, not the test database).
-``PAAS_SOAK_SECONDS`` (default 90 here, to keep ``make test`` within its budget), ``PAAS_SOAK_SEED`` and ``PAAS_SOAK_DATABASES``
+``PAAS_SOAK_SECONDS`` (default 75 here, to keep ``make test`` within its budget), ``PAAS_SOAK_SEED`` and ``PAAS_SOAK_DATABASES``
 (default ``sqlite,postgres``) shape it; ``pytest -s`` shows the run as it goes."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DATABASES = os.environ.get("PAAS_SOAK_DATABASES", "sqlite,postgres").split(",")
 def test_invariants_hold_under_the_randomized_soak(database: str) -> None:
     if database not in DATABASES:
         pytest.skip(f"PAAS_SOAK_DATABASES={','.join(DATABASES)}")
-    seconds = float(os.environ.get("PAAS_SOAK_SECONDS", "90"))
+    seconds = float(os.environ.get("PAAS_SOAK_SECONDS", "75"))
     cmd = [sys.executable, "-m", "tests.soak.driver", "--database", database,
            "--seconds", str(seconds),
            "--instance", f"{settings.PAAS_INSTANCE}-soak",

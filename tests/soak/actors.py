@@ -218,10 +218,19 @@ class UserActor(Actor):
         self.slot_of = slot_of  # port → the slot's row now (context for a violation)
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {token}"
+        # A fresh connection each time: a kept-alive one the server closes while idle
+        # fails the next POST without an answer (a client race, not the platform's).
+        self.http.headers["Connection"] = "close"
         self.sites: dict[int, Site] = {}
         self.lock = threading.Lock()  # the checker reads ``sites`` between steps
 
     def step(self) -> None:
+        try:
+            self.act()
+        except requests.RequestException as exc:
+            self.tally.violation("api-unreachable", f"{self.name}: {exc!r}")
+
+    def act(self) -> None:
         held = len(self.sites)
         action = self.pick({
             "claim": 0.0 if held >= self.quota else (3.0 if held == 0 else 1.0),

@@ -4,6 +4,7 @@ browser tests, the watcher fault tests and the benchmark smoke test."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -128,6 +129,27 @@ class LiveStack:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
         subprocess.run(["docker", "network", "rm", f"paas-{self.instance}"],
                        capture_output=True)
+
+    def create_users(self, names: list[str], *, password: str) -> dict[str, str]:
+        """Create the users at once and return name → an access token minted directly
+        (no login: PBKDF2 per user and the login throttle would only slow set-up)."""
+        script = (
+            "import json\n"
+            "from django.contrib.auth import get_user_model\n"
+            "from django.contrib.auth.hashers import make_password\n"
+            "from rest_framework_simplejwt.tokens import AccessToken\n"
+            "U = get_user_model()\n"
+            f"names = {names!r}\n"
+            f"pw = make_password({password!r})\n"
+            "U.objects.bulk_create([U(username=n, email=n + '@example.com', password=pw)"
+            " for n in names])\n"
+            "out = {u.username: str(AccessToken.for_user(u))"
+            " for u in U.objects.filter(username__in=names)}\n"
+            "print('LIVE-TOKENS ' + json.dumps(out))\n"
+        )
+        out = self.manage("shell", "-c", script).stdout
+        line = next(x for x in out.splitlines() if x.startswith("LIVE-TOKENS "))
+        return dict(json.loads(line.split(" ", 1)[1]))
 
     def log(self, name: str) -> str:
         path = self.data_dir / f"{name}.log"

@@ -19,7 +19,7 @@ from django.utils.timesince import timesince
 
 from pools import services
 from pools.errors import PaasError
-from pools.models import MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
+from pools.models import Lease, MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
 from pools.states import IN_USE
 
 S = SlotStatus
@@ -252,4 +252,20 @@ class MonitorPassAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    """Who holds the reconcile/converge lease, and until when (read-only)."""
+
+    list_display = ["name", "holder", "expires_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

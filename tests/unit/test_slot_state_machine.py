@@ -247,3 +247,11 @@ def test_only_slot_transition_writes_a_slot_status() -> None:
                         and "Deployment" not in ast.unparse(call)):
                     writers.append(f"{path.relative_to(root)}:{func.name}")
     assert writers == ["pools/services.py:slot_transition"]
+
+
+def test_operators_see_who_holds_the_lease(operator: Any) -> None:
+    Lease.objects.create(name="pools", holder="worker-7",
+                         expires_at=timezone.now() + timedelta(minutes=5))
+    page = operator.get("/admin/pools/lease/")
+    assert page.status_code == 200 and "worker-7" in page.content.decode()
+    assert operator.post("/admin/pools/lease/pools/delete/", {"post": "yes"}).status_code == 403

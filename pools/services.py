@@ -145,8 +145,8 @@ def slot_transition(slot: PoolContainer, *, to: str, queue: bool = True,
         Recovery.objects.filter(slot_id=slot.pk, outcome=Recovery.Outcome.RUNNING).exclude(
             generation=generation).update(outcome=Recovery.Outcome.SUPERSEDED,
                                           finished_at=timezone.now())
-        if to == S.RECYCLING:
-            _after_release(slot)
+        if to == S.RECYCLING:  # once the release is committed, so no upload lands after
+            transaction.on_commit(lambda: _after_release(slot))
         if queue:
             _enqueue("pools.tasks.slot_rebuild", slot.pk, generation)
     return True

@@ -356,3 +356,23 @@ def test_a_file_planted_while_provisioning_is_cleared_before_idle(
     assert slot.status == S.IDLE
     assert content.content_list(slot_id=slot.pk) == []
     assert any("not empty" in r.getMessage() for r in caplog.records)
+
+
+def test_an_upload_racing_a_release_never_lands_in_the_store(
+        fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, warm: Callable,
+        alice: Any) -> None:
+    only_pool("nginx", 1)
+    warm("nginx", 1)
+    deployment = deployments.deployment_create(user=alice, runtime_name="nginx")
+    slot_id = slot_of(deployment)
+    real_add = content.content_add
+
+    def released_meanwhile(**kwargs: Any) -> list[str]:
+        # The operator releases the slot while the upload is being unpacked.
+        PoolContainer.objects.filter(pk=slot_id).update(status=S.RECYCLING, owner=None)
+        return real_add(**kwargs)
+
+    monkeypatch.setattr(content, "content_add", released_meanwhile)
+    with pytest.raises(deployments.Released):
+        upload(deployment, "late.html", b"too late")
+    assert content.content_is_empty(slot_id=slot_id)

@@ -15,6 +15,7 @@ run: setup
 
 test: setup
 	infrastructure/scripts/ensure-chromium.sh
+	infrastructure/scripts/ensure-caddy.sh --test
 	$(MAKE) lint
 	@# Images first (a no-op when up to date), so no test pays for a cold build.
 	d=$$(mktemp -d) && PAAS_DATA_DIR=$$d $(PY) manage.py pool build-images; rc=$$?; rm -rf "$$d"; exit $$rc
@@ -46,10 +47,12 @@ unit: venv
 	$(PYTEST) tests/unit -q
 
 integration: setup
+	infrastructure/scripts/ensure-caddy.sh --test
 	$(PYTEST) tests/integration -q
 
 e2e: setup
 	infrastructure/scripts/ensure-chromium.sh
+	infrastructure/scripts/ensure-caddy.sh
 	$(PYTEST) tests/e2e -q
 
 clean-test: docker
@@ -67,3 +70,5 @@ deploy-test: docker
 # `make bench BENCH_ARGS=--small` is the quick smoke-sized run.
 bench: setup
 	$(PY) infrastructure/bench/bench.py $(BENCH_ARGS)
+	infrastructure/scripts/ensure-caddy.sh
+	$(PY) infrastructure/bench/bench_proxy.py $(BENCH_ARGS)

@@ -25,6 +25,7 @@ from deployments.serializers import (
     DeploymentCreateSerializer,
     DeploymentDetailSerializer,
     DeploymentSerializer,
+    DeploymentUpdateSerializer,
     FileSerializer,
     HealthSerializer,
     LogsQuerySerializer,
@@ -102,6 +103,18 @@ class DeploymentDetailView(DeploymentView):
                    summary="One of my deployments")
     def get(self, request: Request, pk: int) -> Response:
         return self.show(self.mine(pk), DeploymentDetailSerializer)
+
+    @extend_schema(request=DeploymentUpdateSerializer,
+                   responses={200: DeploymentDetailSerializer, 400: ERRORS[400], **MINE},
+                   summary="Name it: an alias hostname of your own, live in the background")
+    def patch(self, request: Request, pk: int) -> Response:
+        deployment = self.mine(pk, active=True)
+        serializer = DeploymentUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.deployment_alias_set(deployment=deployment,
+                                      alias=serializer.validated_data["alias"])
+        deployment.refresh_from_db()
+        return self.show(deployment, DeploymentDetailSerializer)
 
     @extend_schema(responses={204: None, **MINE}, summary="Release: the container and "
                    "its files are destroyed")

@@ -41,6 +41,10 @@ class UploadForm(forms.Form):
     )
 
 
+class AliasForm(forms.Form):
+    alias = forms.CharField(required=False, max_length=253)
+
+
 class FileDeleteForm(forms.Form):
     path = forms.CharField(max_length=1000)
 

@@ -3,11 +3,15 @@ keeps its own copy of the runtime name and port."""
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from pools import hostnames, proxy
 from pools.models import PoolContainer, SlotStatus
 
 
@@ -25,6 +29,8 @@ class Deployment(models.Model):
     )
     runtime_name = models.CharField(max_length=32)
     port = models.PositiveIntegerField()
+    # The slot's slug at claim time: the deployment's hostname for its whole life.
+    slug = models.CharField(max_length=63, blank=True, default="")
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True,
     )
@@ -58,3 +64,23 @@ class Deployment(models.Model):
             SlotStatus.RECOVERING: "recovering",
             SlotStatus.FAILED: "failed",
         }.get(SlotStatus(slot.status), "released")
+
+    @cached_property
+    def addresses(self) -> dict[str, Any]:
+        """The deployment's HTTPS addresses and whether Caddy serves them yet ("live";
+        else the page says the address is pending). None/"" without a Caddy."""
+        slot = self.slot
+        held = self.state != "released" and slot is not None
+        if not proxy.enabled() or not self.slug:
+            return {"hostname": None, "https_url": None, "https_live": False, "alias": "",
+                    "alias_url": None, "alias_live": False, "suspended": False}
+        hostname = hostnames.app_hostname(self.slug)
+        alias = slot.alias if held and slot is not None else ""
+        return {
+            "hostname": hostname, "https_url": hostnames.https_url(hostname),
+            "https_live": held and slot is not None and hostnames.routed(slot, self.slug),
+            "alias": alias,
+            "alias_url": hostnames.https_url(hostnames.app_hostname(alias)) if alias else None,
+            "alias_live": held and slot is not None and hostnames.routed(slot, alias),
+            "suspended": held and slot is not None and slot.suspended,
+        }

@@ -12,6 +12,7 @@ urlpatterns = [
     path("deployments/<int:pk>/upload/", views.deployment_upload, name="deployment-upload"),
     path("deployments/<int:pk>/files/delete/", views.deployment_file_delete,
          name="deployment-file-delete"),
+    path("deployments/<int:pk>/alias/", views.deployment_alias, name="deployment-alias"),
     path("deployments/<int:pk>/restart/", views.deployment_restart, name="deployment-restart"),
     path("deployments/<int:pk>/release/", views.deployment_release, name="deployment-release"),
 ]

@@ -41,8 +41,15 @@ def deployment_last_recovery(*, deployment: Deployment) -> Recovery | None:
 
 
 def deployment_url(*, deployment: Deployment, request_host: str) -> str:
-    """``http://<PAAS_PUBLIC_HOST or the request's host without its port>:<port>/``."""
+    """``http://<PAAS_PUBLIC_HOST or the request's host without its port>:<port>/``; the
+    HTTPS address when port URLs are turned off (``PAAS_DIRECT_PORTS``)."""
+    if not settings.PAAS_DIRECT_PORTS and deployment.addresses["https_url"]:
+        return str(deployment.addresses["https_url"])
     host = settings.PAAS_PUBLIC_HOST or _strip_port(request_host)
+    if settings.SECURE_HSTS_SECONDS and host == settings.PAAS_DOMAIN:
+        # Browsers apply the platform's HSTS to every port of its host: a port URL there
+        # would be forced to https and break. The apps domain is not covered.
+        host = settings.PAAS_APPS_DOMAIN
     return f"http://{host}:{deployment.port}/"
 
 

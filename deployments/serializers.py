@@ -24,6 +24,13 @@ class DeploymentCreateSerializer(serializers.Serializer):
     runtime = serializers.CharField(max_length=32, help_text="nginx, apache, python or node")
 
 
+class DeploymentUpdateSerializer(serializers.Serializer):
+    alias = serializers.CharField(
+        max_length=253, allow_blank=True,
+        help_text="A name of your own: https://<alias>.<apps domain>/ (a DNS label: "
+                  "lowercase letters, digits, hyphens; \"\" removes it).")
+
+
 class RecoverySerializer(serializers.Serializer):
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -34,11 +41,29 @@ class RecoverySerializer(serializers.Serializer):
 class DeploymentSerializer(serializers.ModelSerializer):
     runtime = serializers.CharField(source="runtime_name")
     status = serializers.ChoiceField(choices=STATES, source="state")
-    url = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField(help_text="The port URL (http://host:port/).")
+    hostname = serializers.CharField(
+        source="addresses.hostname", allow_null=True,
+        help_text="<slug>.<apps domain>: the deployment's own hostname for its whole life "
+                  "(null without the HTTPS front door).")
+    https_url = serializers.CharField(source="addresses.https_url", allow_null=True)
+    https_live = serializers.BooleanField(
+        source="addresses.https_live",
+        help_text="False while the HTTPS address is pending (the proxy has not got the "
+                  "route yet); the port URL works meanwhile.")
+    alias = serializers.CharField(source="addresses.alias",
+                                  help_text="The name the user chose (\"\" for none).")
+    alias_url = serializers.CharField(source="addresses.alias_url", allow_null=True)
+    alias_live = serializers.BooleanField(source="addresses.alias_live")
+    suspended = serializers.BooleanField(
+        source="addresses.suspended",
+        help_text="An operator suspended the hostnames: they show a notice page.")
 
     class Meta:
         model = Deployment
-        fields = ["id", "runtime", "status", "port", "url", "created_at", "released_at"]
+        fields = ["id", "runtime", "status", "port", "url", "hostname", "https_url",
+                  "https_live", "alias", "alias_url", "alias_live", "suspended",
+                  "created_at", "released_at"]
         read_only_fields = fields
 
     def get_url(self, deployment: Deployment) -> str:

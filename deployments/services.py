@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.selectors import user_quota
 from deployments.errors import QuotaExceeded, Released
 from deployments.models import Deployment
-from pools import content
+from pools import content, hostnames
 from pools.errors import InvalidInput
 from pools.models import PoolContainer, SlotStatus
 from pools.services import (
@@ -72,6 +72,7 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
         )
         return Deployment.objects.create(
             user_id=user.pk, slot=slot, runtime_name=runtime.name, port=slot.port,
+            slug=slot.slug,
         )
 
 
@@ -130,6 +131,16 @@ def deployment_file_delete(*, deployment: Deployment, path: str) -> None:
     content.content_delete(slot_id=slot.pk, path=path)
     slot_content_changed(slot_id=slot.pk)
     slot_content_sync(slot=slot)
+
+
+# --- names ------------------------------------------------------------------------------
+def deployment_alias_set(*, deployment: Deployment, alias: str) -> None:
+    """Give the deployment a name of the user's own (``<alias>.<apps domain>``; "" removes
+    it). The route is added in the background; ``alias_live`` says when it is there.
+    ``InvalidInput`` (field ``alias``) for a bad, reserved or taken name."""
+    slot = _held_slot(deployment)
+    if not hostnames.slot_alias_set(slot=slot, alias=alias):
+        raise Released()
 
 
 # --- the running container --------------------------------------------------------------

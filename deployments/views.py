@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
@@ -19,7 +20,7 @@ from django.utils.text import capfirst
 from django.views.decorators.http import require_POST, require_safe
 
 from deployments import selectors, services
-from deployments.forms import FileDeleteForm, LaunchForm, ReleaseForm, UploadForm
+from deployments.forms import AliasForm, FileDeleteForm, LaunchForm, ReleaseForm, UploadForm
 from deployments.models import Deployment
 from pools.errors import NotFound, PaasError, UnsafeUpload, UploadTooLarge
 
@@ -67,6 +68,7 @@ def deployment_page(request: HttpRequest, pk: int) -> HttpResponse:
         "files": files,
         "logs": logs,
         "upload_form": UploadForm(),
+        "apps_domain": settings.PAAS_APPS_DOMAIN,
     })
 
 
@@ -128,6 +130,22 @@ def deployment_restart(request: HttpRequest, pk: int) -> HttpResponse:
         return "Your container is being replaced right now; it starts fresh anyway."
 
     return _act(request, pk, restart)
+
+
+@require_POST
+@login_required
+def deployment_alias(request: HttpRequest, pk: int) -> HttpResponse:
+    form = AliasForm(request.POST)
+
+    def name(deployment: Deployment) -> str:
+        if not form.is_valid():
+            raise PaasError("A name has at most 63 characters.")
+        alias = form.cleaned_data["alias"]
+        services.deployment_alias_set(deployment=deployment, alias=alias)
+        return (f"Named {alias}: the address is live in a moment." if alias
+                else "Name removed.")
+
+    return _act(request, pk, name)
 
 
 @login_required

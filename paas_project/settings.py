@@ -23,8 +23,6 @@ if not SECRET_KEY:
         _key_file.write_text(get_random_secret_key())
         _key_file.chmod(0o600)
     SECRET_KEY = _key_file.read_text().strip()
-ALLOWED_HOSTS = env.list("PAAS_ALLOWED_HOSTS", default=["*"])
-CSRF_TRUSTED_ORIGINS = env.list("PAAS_CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Platform settings -------------------------------------------------------
 PAAS_INSTANCE = env.str("PAAS_INSTANCE", default="default")
@@ -55,6 +53,76 @@ PAAS_PASS_LEASE_SECONDS = env.int("PAAS_PASS_LEASE_SECONDS", default=300)
 # Monitor-pass, recovery and finished task rows older than this are pruned (pool prune).
 PAAS_HISTORY_DAYS = env.int("PAAS_HISTORY_DAYS", default=30)
 
+# --- The front door: Caddy (HTTPS and hostnames) ------------------------------
+# The platform at https://PAAS_DOMAIN/, each deployment at https://<slug>.PAAS_APPS_DOMAIN/.
+PAAS_DOMAIN = env.str("PAAS_DOMAIN", default="localhost")
+PAAS_APPS_DOMAIN = env.str("PAAS_APPS_DOMAIN", default="apps.localhost")
+# Caddy's admin endpoint ("127.0.0.1:2019" or "unix//run/paas/caddy.sock"); empty: no
+# Caddy, the platform serves plain HTTP on its port (unit tests, and the seed's way).
+PAAS_CADDY_ADMIN = env.str("PAAS_CADDY_ADMIN", default="127.0.0.1:2019")
+PAAS_HTTPS_PORT = env.int("PAAS_HTTPS_PORT", default=443)
+PAAS_HTTP_PORT = env.int("PAAS_HTTP_PORT", default=80)
+PAAS_CADDY_BIND = env.str("PAAS_CADDY_BIND", default="")  # "" = every interface
+PAAS_CADDY_STORAGE = Path(env.str("PAAS_CADDY_STORAGE", default=str(DATA_DIR / "caddy")))
+PAAS_PORT = env.int("PAAS_PORT", default=5000)  # gunicorn, on loopback behind Caddy
+# Certificates: Caddy's internal CA by default; ACME (on-demand, asking /caddy/ask) when a
+# CA or an email is set; or a wildcard certificate for the apps domain from files.
+PAAS_ACME_EMAIL = env.str("PAAS_ACME_EMAIL", default="")
+PAAS_ACME_CA = env.str("PAAS_ACME_CA", default="")
+PAAS_ACME_CA_ROOT = env.str("PAAS_ACME_CA_ROOT", default="")  # a test CA's root (pebble)
+PAAS_APPS_CERT_FILE = env.str("PAAS_APPS_CERT_FILE", default="")
+PAAS_APPS_KEY_FILE = env.str("PAAS_APPS_KEY_FILE", default="")
+# Port URLs (http://host:8003/) on or off; off publishes containers on 127.0.0.1 only.
+PAAS_DIRECT_PORTS = env.bool("PAAS_DIRECT_PORTS", default=True)
+if not PAAS_DIRECT_PORTS:
+    PAAS_BIND_IP = "127.0.0.1"
+
+# --- Django behind the front door ------------------------------------------------
+# Caddy configured = the platform is served over HTTPS at PAAS_DOMAIN; gunicorn listens on
+# loopback only, so the X-Forwarded-Proto it gets comes from Caddy.
+PAAS_BEHIND_PROXY = bool(PAAS_CADDY_ADMIN)
+_loopback = ["localhost", "127.0.0.1", "[::1]"]  # Caddy's ask, health checks, the tests
+ALLOWED_HOSTS = env.list("PAAS_ALLOWED_HOSTS", default=[PAAS_DOMAIN, *_loopback])
+_https_origin = f"https://{PAAS_DOMAIN}" + (
+    "" if PAAS_HTTPS_PORT == 443 else f":{PAAS_HTTPS_PORT}")
+CSRF_TRUSTED_ORIGINS = env.list("PAAS_CSRF_TRUSTED_ORIGINS", default=[_https_origin])
+if PAAS_BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Caddy's ask and the health check come over plain HTTP on loopback.
+    SECURE_REDIRECT_EXEMPT = [r"^caddy/ask$", r"^healthz$"]
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    # __Host- cookies are bound to exactly this host, so an app under the apps domain
+    # can neither set nor read them.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+# HSTS only for a real domain: on localhost it would follow the browser to every local
+# port. Never for subdomains: port URLs use hosts HSTS must not cover.
+PAAS_REAL_DOMAIN = PAAS_BEHIND_PROXY and not (
+    PAAS_DOMAIN == "localhost" or PAAS_DOMAIN.endswith(".localhost"))
+SECURE_HSTS_SECONDS = env.int("PAAS_HSTS_SECONDS", default=31536000) if PAAS_REAL_DOMAIN else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+SILENCED_SYSTEM_CHECKS = [
+    "security.W005",  # HSTS without subdomains: on purpose (port URLs, see above)
+    "security.W021",  # no HSTS preload list: it would need includeSubDomains
+]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],  # the admin's style attributes
+        "img-src": ["'self'", "data:"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "object-src": ["'none'"],
+    },
+}
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: [] for feature in ("accelerometer", "camera", "geolocation", "gyroscope",
+                                "microphone", "payment", "usb", "interest-cohort")
+}
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -69,6 +137,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI served by us: the docs page works offline
     "django_q",
     "axes",
+    "csp",
     "pools",
     "accounts",
     "deployments",
@@ -76,6 +145,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

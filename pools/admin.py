@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from pools import services
+from pools import hostnames, services
 from pools.errors import PaasError
 from pools.models import Lease, MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
 from pools.states import IN_USE
@@ -117,14 +117,16 @@ class AddContainersForm(forms.Form):
 @admin.register(PoolContainer)
 class PoolContainerAdmin(admin.ModelAdmin):
     list_display = ["__str__", "runtime", "port", "status", "owner", "health", "generation",
-                    "age", "url", "logs_link"]
+                    "age", "url", "hostname", "logs_link"]
     list_filter = ["runtime", "status", ("owner", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["=port", "owner__username"]
+    search_fields = ["=port", "owner__username", "=slug", "=alias"]
     list_select_related = ["runtime", "owner"]
     readonly_fields = ["runtime", "port", "container_id", "generation", "status", "owner",
                        "created_at", "assigned_at", "status_changed_at", "built_at", "healthy",
-                       "health_checked_at", "last_error", "failures", "retry_after"]
-    actions = ["add_containers", "reinitialize", "release"]
+                       "health_checked_at", "last_error", "failures", "retry_after",
+                       "slug", "alias", "suspended", "routed_hosts"]
+    actions = ["add_containers", "reinitialize", "release", "suspend_hostname",
+               "lift_suspension"]
     change_list_template = "admin/pools/poolcontainer/change_list.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -150,6 +152,13 @@ class PoolContainerAdmin(admin.ModelAdmin):
         host = settings.PAAS_PUBLIC_HOST or "localhost"
         return format_html('<a href="http://{}:{}/" target="_blank">:{}</a>', host, obj.port,
                            obj.port)
+
+    @admin.display(description="hostname")
+    def hostname(self, obj: PoolContainer) -> str:
+        if not obj.slug:
+            return ""
+        label = f"{obj.slug} ({obj.alias})" if obj.alias else obj.slug
+        return f"{label} — suspended" if obj.suspended else label
 
     @admin.display(description="logs")
     def logs_link(self, obj: PoolContainer) -> str:
@@ -222,6 +231,27 @@ class PoolContainerAdmin(admin.ModelAdmin):
             else:
                 skipped.append(f"{slot} (not assigned)")
         _report(self, request, done, skipped, "released")
+
+
+    @admin.action(description="Suspend hostname (a notice page instead of the app)")
+    def suspend_hostname(self, request: HttpRequest,
+                         queryset: QuerySet[PoolContainer]) -> None:
+        self._suspend(request, queryset, suspended=True)
+
+    @admin.action(description="Lift hostname suspension")
+    def lift_suspension(self, request: HttpRequest, queryset: QuerySet[PoolContainer]) -> None:
+        self._suspend(request, queryset, suspended=False)
+
+    def _suspend(self, request: HttpRequest, queryset: QuerySet[PoolContainer], *,
+                 suspended: bool) -> None:
+        done: list[str] = []
+        skipped: list[str] = []
+        for slot in queryset:
+            if hostnames.slot_suspend(slot=slot, suspended=suspended):
+                done.append(f"{slot} ({slot.slug})")
+            else:
+                skipped.append(f"{slot} (not assigned, or already so)")
+        _report(self, request, done, skipped, "suspended" if suspended else "lifted")
 
 
 @admin.register(Recovery)

@@ -90,10 +90,28 @@ class PoolContainer(models.Model):
     pushed_version = models.PositiveBigIntegerField(
         default=0, help_text="The content version the current container serves.",
     )
+    # Hostnames (DNS labels under PAAS_APPS_DOMAIN). The slug is fresh and random for each
+    # new user and is routed before the slot turns idle; the alias is the user's own name.
+    # Both end with the assignment. Caddy's routes are derived from these fields.
+    slug = models.CharField(max_length=63, blank=True, default="")
+    alias = models.CharField(max_length=63, blank=True, default="")
+    suspended = models.BooleanField(
+        default=False, help_text="The hostname shows a notice page instead of the app.",
+    )
+    routed_hosts = models.CharField(
+        max_length=200, blank=True, default="",
+        help_text="The slot's hostnames Caddy served at the last successful route sync.",
+    )
 
     class Meta:
         ordering = ["runtime__port_min", "port"]
         indexes = [models.Index(fields=["runtime", "status"])]
+        constraints = [
+            models.UniqueConstraint(fields=["slug"], condition=~models.Q(slug=""),
+                                    name="unique_slot_slug"),
+            models.UniqueConstraint(fields=["alias"], condition=~models.Q(alias=""),
+                                    name="unique_slot_alias"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.runtime.name}:{self.port}"

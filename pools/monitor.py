@@ -18,7 +18,7 @@ from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-from pools import health, services
+from pools import health, hostnames, services
 from pools.engine import ContainerInfo, get_engine
 from pools.errors import EngineError, EngineUnavailable
 from pools.lease import Holder, LeaseBusy, lease_held
@@ -66,6 +66,7 @@ def _pass(trigger: str, holder: Holder) -> dict[str, Any]:
         ok, error = False, f"{type(exc).__name__}: {exc}"
         log.exception("reconcile pass failed")
     finally:
+        summary["routes"] = hostnames.routes_reconcile()  # from the rows, Docker or not
         record.finished_at, record.ok, record.summary = timezone.now(), ok, summary
         record.error = "; ".join(filter(None, [error, *summary["errors"]]))[:2000]
         record.save()

@@ -29,7 +29,7 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from pools import content, health
+from pools import content, health, hostnames
 from pools.engine import (
     LABEL_GENERATION,
     LABEL_INSTANCE,
@@ -131,8 +131,8 @@ def slot_transition(slot: PoolContainer, *, to: str, queue: bool = True,
     updated in place when the move is won."""
     transition_check(slot, to)
     generation = slot.generation + 1 if starts_build(to) else slot.generation
-    if to == S.RECYCLING:
-        changes.update(owner=None, assigned_at=None)
+    if to == S.RECYCLING:  # the hostnames end with the assignment, too
+        changes.update(owner=None, assigned_at=None, **hostnames.HOSTNAMES_CLEARED)
     won = PoolContainer.objects.filter(
         pk=slot.pk, status=slot.status, generation=slot.generation,
     ).update(status=to, generation=generation, status_changed_at=timezone.now(), **changes)
@@ -156,6 +156,7 @@ def _after_release(slot: PoolContainer) -> None:
     """The one place where a slot has just left its owner (hook: remove its routes).
     The store is cleared here, before the slot can ever be claimed again; should that
     fail, the build clears it again and the slot cannot turn idle until it is empty."""
+    hostnames.routes_sync_later()  # its route goes now, not only before it is idle again
     try:
         content.content_clear(slot_id=slot.pk)
     except OSError as exc:
@@ -168,6 +169,9 @@ def _before_idle(slot: PoolContainer) -> None:
     """The one place just before a slot turns idle and claimable (hook: install the
     route of a fresh slug). The store must be empty; anything found is cleared."""
     _store_must_be_empty(slot.pk, when="before turning idle")
+    # A fresh slug, routed in Caddy before the slot is claimable: a claim never waits
+    # for Caddy, and the new user's hostname answers the moment the API does.
+    hostnames.slot_route_before_idle(slot_id=slot.pk, generation=slot.generation)
 
 
 def _store_must_be_empty(slot_id: int, *, when: str) -> None:

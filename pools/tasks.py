@@ -39,3 +39,9 @@ def prune() -> dict:
     from pools.housekeeping import history_prune
 
     return history_prune()
+
+
+def routes_sync() -> dict:
+    from pools.proxy import routes_reconcile
+
+    return routes_reconcile()

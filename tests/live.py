@@ -62,6 +62,7 @@ class LiveStack:
             "PAAS_MONITOR_INTERVAL": "60",
             "PAAS_AUTH_THROTTLE": "10000/min",
             "PAAS_LOGIN_FAILURE_LIMIT": "50",
+            "PAAS_CADDY_ADMIN": "",  # plain HTTP on the stack's port unless a test adds Caddy
             **(extra_env or {}),
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}

@@ -32,6 +32,10 @@ for _name in ("PAAS_ADMIN_USER", "PAAS_ADMIN_PASSWORD"):
 os.environ.setdefault("PAAS_POOL_SIZES", "nginx=2,apache=1,python=1,node=1")
 os.environ.setdefault("PAAS_TASKS_INLINE", "true")
 os.environ.setdefault("PAAS_BIND_IP", "127.0.0.1")
+# No Caddy unless a test starts its own (tests/integration/test_proxy.py's fixture).
+os.environ.setdefault("PAAS_CADDY_ADMIN", "")
+# Tests use made-up hosts; the default (the configured domains) is tested on its own.
+os.environ.setdefault("PAAS_ALLOWED_HOSTS", "*")
 
 # The live stack of this run (tests/live.py) uses the upper half of the block.
 LIVE_PORT_BASE = _base + 200

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Start the whole platform in the foreground: gunicorn on port 5000, the django-q2
-# cluster and the Docker events watcher. Ctrl-C (or SIGTERM) stops all three cleanly.
+# Start the whole platform in the foreground: Caddy (the HTTPS front door, when
+# PAAS_CADDY_ADMIN is set, the default), gunicorn on port 5000 (loopback only behind
+# Caddy), the django-q2 cluster and the Docker events watcher. Ctrl-C (or SIGTERM)
+# stops them all cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py=.venv/bin/python
 port=${PAAS_PORT:-5000}
+data=${PAAS_DATA_DIR:-$(pwd)/var}
 
 "$py" manage.py migrate --noinput
 "$py" manage.py collectstatic --noinput >/dev/null
@@ -54,11 +57,31 @@ stop() {
 }
 trap stop INT TERM
 
+bind=0.0.0.0
+site="http://localhost:$port/"
+if "$py" manage.py proxy enabled; then
+  infrastructure/scripts/ensure-caddy.sh
+  # Caddy starts with its admin endpoint only; the routes come from the database (its
+  # own config persistence is off, so a restart never revives released routes). The
+  # sync loads the routes of the slots warmed above before gunicorn takes a claim.
+  "$py" manage.py proxy bootstrap > "$data/caddy-bootstrap.json"
+  HOME="$data" XDG_DATA_HOME="$data/caddy-xdg" XDG_CONFIG_HOME="$data/caddy-xdg" \
+    start caddy run --config "$data/caddy-bootstrap.json" >> "$data/caddy.log" 2>&1
+  "$py" manage.py proxy sync --wait 15
+  if [ "$(id -u)" = 0 ] && command -v iptables >/dev/null; then
+    "$py" manage.py proxy firewall || echo "firewall: rules not installed (see above)"
+  fi
+  bind=127.0.0.1  # reached through Caddy only; containers cannot reach it
+  "$py" manage.py proxy site > "$data/site.txt"
+  site=$(sed -n 1p "$data/site.txt")
+  sed -n 2p "$data/site.txt"
+fi
+
 start "$py" manage.py qcluster
 start "$py" manage.py pool watch
-start .venv/bin/gunicorn paas_project.wsgi:application --bind "0.0.0.0:$port" \
+start .venv/bin/gunicorn paas_project.wsgi:application --bind "$bind:$port" \
   --worker-class gthread --workers "${PAAS_WEB_WORKERS:-2}" --threads "${PAAS_WEB_THREADS:-8}" --preload \
   --access-logfile - --graceful-timeout 5
-echo "platform running on http://localhost:$port/ (admin: /admin/); Ctrl-C stops it"
+echo "platform running on $site (admin: ${site}admin/); Ctrl-C stops it"
 wait -n "${pids[@]}" || true
 stop

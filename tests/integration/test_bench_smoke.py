@@ -54,3 +54,22 @@ def test_bench_small_reports_every_section(tmp_path: Path) -> None:
     # Every target row is in the table, with a value.
     assert all(row["value"] is not None for row in report["targets"]), report["targets"]
     assert "| measure | value | target | result |" in (out_dir / "latest.md").read_text()
+
+
+def test_proxy_bench_small_reports_every_figure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PAAS_") and k != "DJANGO_SETTINGS_MODULE"}
+    out_dir = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "infrastructure/bench/bench_proxy.py"), "--small",
+         "--out-dir", str(out_dir)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=420,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    [json_file] = out_dir.glob("proxy-*.json")
+    sections = json.loads(json_file.read_text())["sections"]
+    assert isinstance(sections["claim_to_https"]["claim_to_first_https_200"]["p50_ms"], NUMERIC)
+    assert isinstance(sections["alias_to_live"]["alias_to_live"]["p95_ms"], NUMERIC)
+    assert isinstance(sections["proxy_overhead"]["added_p50_ms"], NUMERIC)
+    assert sections["proxy_overhead"]["caddy"]["requests_per_s"] > 0
+    assert "Caddy adds" in (out_dir / "proxy-latest.md").read_text()

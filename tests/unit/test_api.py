@@ -63,6 +63,9 @@ def test_launch_answers_with_the_deployment(launched: dict) -> None:
         "id": launched["id"], "runtime": "nginx", "status": "running", "port": slot.port,
         "url": f"http://testserver:{slot.port}/", "created_at": launched["created_at"],
         "released_at": None,
+        # No Caddy in this run: no HTTPS address (tests/unit/test_hostnames.py has one).
+        "hostname": None, "https_url": None, "https_live": False, "alias": "",
+        "alias_url": None, "alias_live": False, "suspended": False,
     }
 
 
@@ -439,7 +442,7 @@ DOCUMENTED = {
     "/api/auth/register/": {"post"}, "/api/auth/token/": {"post"},
     "/api/auth/token/refresh/": {"post"}, "/api/auth/logout/": {"post"},
     "/api/runtimes/": {"get"}, "/api/deployments/": {"get", "post"},
-    "/api/deployments/{id}/": {"get", "delete"}, "/api/deployments/{id}/files/": {"get", "post"},
+    "/api/deployments/{id}/": {"get", "patch", "delete"}, "/api/deployments/{id}/files/": {"get", "post"},
     "/api/deployments/{id}/files/{path}": {"delete"}, "/api/deployments/{id}/logs/": {"get"},
     "/api/deployments/{id}/restart/": {"post"}, "/api/pools/": {"get"}, "/healthz": {"get"},
 }
@@ -453,6 +456,8 @@ def test_openapi_schema_validates_and_documents_every_endpoint(tmp_path: Path) -
     assert paths == DOCUMENTED
     create = schema["paths"]["/api/deployments/"]["post"]
     assert {"201", "400", "429", "503"} <= set(create["responses"])
+    fields = schema["components"]["schemas"]["Deployment"]["properties"]
+    assert {"url", "https_url", "hostname", "https_live", "alias", "alias_live"} <= set(fields)
     upload_body = schema["paths"]["/api/deployments/{id}/files/"]["post"]["requestBody"]
     assert "multipart/form-data" in upload_body["content"]
 

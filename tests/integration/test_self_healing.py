@@ -229,7 +229,10 @@ def test_killed_container_comes_back_by_the_reconcile_pass(watcher: LiveStack) -
     assert slot_at(stack, port)["status"] == S.ASSIGNED
     result = stack.manage("pool", "reconcile")
     summary = json.loads(result.stdout)
-    assert summary["ok"] and before["id"] in summary["recovered"], result.stdout
+    # One pass at a time: the command waits for a scheduled pass that may be running,
+    # and that pass may be the one that recovered the slot (the watcher is stopped).
+    by_a_pass = slot_at(stack, port)["generation"] > before["generation"]
+    assert summary["ok"] and (before["id"] in summary["recovered"] or by_a_pass), result.stdout
     seconds = time_until_serving(port, marker, killed_at, timeout=30)
     print(f"\nMETRIC kill -> serving again, reconcile pass (started 1 s after the kill, "
           f"command start-up included): {seconds:.2f} s")

@@ -328,8 +328,14 @@ def test_stopped_idle_container_is_replaced(watcher: LiveStack) -> None:
 
 # --- the daemon restarted during passes ---------------------------------------------
 def _dockerd_pid() -> int | None:
-    out = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if len(out) == 1 else None
+    """The host's own daemon: the one behind the default pid file. Other dockerds (a
+    swarm lab's, in network namespaces of their own) keep pid files of their own."""
+    pidfile = Path("/var/run/docker.pid")
+    if not pidfile.exists():
+        return None
+    pid = int(pidfile.read_text().strip() or 0)
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    return pid if pid and cmdline.exists() and b"dockerd" in cmdline.read_bytes() else None
 
 
 def _systemd_docker() -> bool:
@@ -366,7 +372,7 @@ def restart_dockerd(log_dir: Path) -> float:
         subprocess.run(["systemctl", "restart", "docker"], check=True)
     else:
         pid = _dockerd_pid()
-        assert pid is not None, "no single local dockerd to restart"
+        assert pid is not None, "no local dockerd (/var/run/docker.pid) to restart"
         args = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         assert b"--live-restore" in args, args
         log = os.path.realpath(f"/proc/{pid}/fd/1")

@@ -9,7 +9,8 @@ from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from accounts.models import Quota
+from accounts.models import Admission, InviteCode, Quota, SignupPolicy
+from accounts.services import user_approve
 
 
 class QuotaInline(admin.StackedInline):
@@ -20,6 +21,17 @@ class QuotaInline(admin.StackedInline):
     verbose_name_plural = "deployment quota"
 
 
+class AdmissionInline(admin.StackedInline):
+    model = Admission
+    fk_name = "user"
+    can_delete = False
+    extra = 0
+    max_num = 1
+    fields = ["invite", "approved_at", "approved_by"]
+    readonly_fields = ["invite", "approved_by"]
+    verbose_name_plural = "sign-up (invite code, approval)"
+
+
 User = get_user_model()
 if admin.site.is_registered(User):
     admin.site.unregister(User)
@@ -27,10 +39,11 @@ if admin.site.is_registered(User):
 
 @admin.register(User)
 class PaasUserAdmin(UserAdmin):
-    inlines = [QuotaInline]
-    list_display = ["username", "email", "is_active", "is_staff", "holds", "last_login",
-                    "date_joined"]
-    actions = ["release_all"]
+    inlines = [QuotaInline, AdmissionInline]
+    list_display = ["username", "email", "is_active", "is_staff", "admitted", "holds",
+                    "last_login", "date_joined"]
+    list_filter = [*UserAdmin.list_filter, "admission__invite"]
+    actions = ["release_all", "approve"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).annotate(
@@ -40,6 +53,21 @@ class PaasUserAdmin(UserAdmin):
     def holds(self, obj: Any) -> int:
         return int(obj.n_held)
 
+    @admin.display(description="may launch", boolean=True)
+    def admitted(self, obj: Any) -> bool:
+        admission = getattr(obj, "admission", None)
+        return obj.is_staff or admission is None or admission.approved_at is not None
+
+    @admin.action(description="Approve the selected users (they may launch)")
+    def approve(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        approved = [user.username for user in queryset
+                    if user_approve(user=user, by=request.user)]  # type: ignore[arg-type]
+        skipped = queryset.count() - len(approved)
+        if approved:
+            self.message_user(request, f"approved: {', '.join(approved)}", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"{skipped} already approved", messages.INFO)
+
     @admin.action(description="Release all containers of the selected users")
     def release_all(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         from deployments.services import deployments_release_for_user
@@ -48,3 +76,30 @@ class PaasUserAdmin(UserAdmin):
             count = deployments_release_for_user(user=user)
             level = messages.SUCCESS if count else messages.INFO
             self.message_user(request, f"{user.username}: released {count} container(s)", level)
+
+
+@admin.register(SignupPolicy)
+class SignupPolicyAdmin(admin.ModelAdmin):
+    """One row (the sign-up mode); it exists once anyone has looked at it."""
+
+    list_display = ["__str__", "mode"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not SignupPolicy.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        from accounts.selectors import signup_policy
+
+        signup_policy()  # the row exists from the first visit on, with the env's mode
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(InviteCode)
+class InviteCodeAdmin(admin.ModelAdmin):
+    list_display = ["code", "note", "uses", "max_uses", "expires_at", "active", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["code", "note"]
+    readonly_fields = ["uses", "created_at"]

@@ -1,6 +1,8 @@
 """The accounts API: registration, JWT tokens (with brute-force lockout), logout.
 
-Every endpoint here is throttled with the ``auth`` scope."""
+Every endpoint here is throttled per client address with the ``auth`` scope, and
+registration also with the ``signup`` scope; invite-code holders are exempt
+(``accounts.throttles``)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
@@ -22,16 +24,24 @@ from accounts.api_docs import ERRORS
 from accounts.errors import LockedOut
 from accounts.serializers import LogoutSerializer, RegisterSerializer, UserSerializer
 from accounts.services import user_register
+from accounts.throttles import AuthThrottle, SignupThrottle
 
 
 class AuthThrottled:
-    throttle_classes: Sequence[type[BaseThrottle]] = [ScopedRateThrottle]
+    throttle_classes: Sequence[type[BaseThrottle]] = [AuthThrottle]
     throttle_scope = "auth"
 
 
 class RegisterView(AuthThrottled, APIView):
+    """Sign up under the sign-up policy: in ``invite`` mode an ``invite_code`` is
+    required (400 ``invite_required`` / ``invite_invalid``); in ``approval`` mode the new
+    account can log in but not launch (403 ``approval_pending``) until staff approve it,
+    unless it came with a valid invite code. Sign-ups per client address are limited
+    (429 ``throttled``); invite-code sign-ups are exempt."""
+
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
+    throttle_classes = [AuthThrottle, SignupThrottle]
 
     @extend_schema(
         request=RegisterSerializer,

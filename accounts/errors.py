@@ -1,6 +1,6 @@
 """Account errors, in the project's one hierarchy (``pools.errors.PaasError``)."""
 
-from pools.errors import PaasError
+from pools.errors import InvalidInput, PaasError
 
 
 class LockedOut(PaasError):
@@ -8,3 +8,22 @@ class LockedOut(PaasError):
 
     code = "locked_out"
     status = 429
+
+
+class InviteRequired(InvalidInput):
+    """Sign-up needs an invite code."""
+
+    code = "invite_required"
+
+
+class InviteInvalid(InvalidInput):
+    """This invite code is unknown, expired or used up."""
+
+    code = "invite_invalid"
+
+
+class ApprovalPending(PaasError):
+    """Your account is waiting for staff approval; you can launch once it is approved."""
+
+    code = "approval_pending"
+    status = 403

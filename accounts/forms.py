@@ -14,6 +14,9 @@ class RegisterForm(UserCreationForm):
     ``accounts.services.user_register``, not ``save()``."""
 
     email = forms.EmailField(max_length=254, help_text="For notices about your account.")
+    invite_code = forms.CharField(
+        required=False, max_length=64, label="Invite code",
+        help_text="The class code you were given, if any.")
 
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")

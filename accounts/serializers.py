@@ -19,6 +19,11 @@ class RegisterSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(write_only=True, max_length=128,
                                      style={"input_type": "password"}, trim_whitespace=False)
+    invite_code = serializers.CharField(
+        required=False, allow_blank=True, max_length=64, default="",
+        help_text="A class invite code: required when sign-up is invite-only; admits at "
+                  "once when staff approval is on, and exempts the sign-up from the "
+                  "per-address limit.")
 
     def validate_username(self, value: str) -> str:
         if User.objects.filter(username__iexact=value).exists():

@@ -22,7 +22,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.selectors import user_quota
+from accounts.errors import ApprovalPending
+from accounts.selectors import user_admitted, user_quota
 from deployments.errors import QuotaExceeded, Released
 from deployments.models import Deployment
 from pools import content, hostnames
@@ -46,8 +47,10 @@ ACTIVE = Deployment.Status.ACTIVE
 # --- launch ---------------------------------------------------------------------------
 def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deployment:
     """Claim an idle slot of the runtime for ``user``: one transaction, no Docker call.
-    Raises ``UnknownRuntime``/``InvalidInput`` (400), ``QuotaExceeded`` (429) and
-    ``PoolExhausted`` (503)."""
+    Raises ``UnknownRuntime``/``InvalidInput`` (400), ``ApprovalPending`` (403),
+    ``QuotaExceeded`` (429) and ``PoolExhausted`` (503)."""
+    if not user_admitted(user=user):
+        raise ApprovalPending()
     runtime = runtime_get(name=runtime_name)
     if not runtime.enabled:
         raise InvalidInput(f"runtime '{runtime.name}' is disabled",

@@ -33,6 +33,11 @@ PAAS_POOL_SIZES = env.str("PAAS_POOL_SIZES", default="")
 PAAS_PORT_RANGES = env.str("PAAS_PORT_RANGES", default="")
 PAAS_MONITOR_INTERVAL = env.int("PAAS_MONITOR_INTERVAL", default=120)
 PAAS_USER_QUOTA = env.int("PAAS_USER_QUOTA", default=3)
+# Who may sign up: "open", "invite" (a class code is needed) or "approval" (staff approve
+# each account before it can launch). The initial value; operators change it in the admin.
+PAAS_SIGNUP_MODE = env.str("PAAS_SIGNUP_MODE", default="open")
+if PAAS_SIGNUP_MODE not in ("open", "invite", "approval"):
+    raise ValueError(f"PAAS_SIGNUP_MODE={PAAS_SIGNUP_MODE!r}: use open, invite or approval")
 PAAS_MAX_UPLOAD_MB = env.int("PAAS_MAX_UPLOAD_MB", default=50)
 PAAS_MAX_UPLOAD_FILES = env.int("PAAS_MAX_UPLOAD_FILES", default=2000)
 PAAS_MAX_COMPRESSION_RATIO = env.int("PAAS_MAX_COMPRESSION_RATIO", default=100)
@@ -247,6 +252,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "paas_project.api_errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "auth": env.str("PAAS_AUTH_THROTTLE", default="30/min"),
+        # New accounts per client address (invite-code holders are exempt).
+        "signup": env.str("PAAS_SIGNUP_THROTTLE", default="10/hour"),
     },
 }
 SIMPLE_JWT = {

@@ -29,11 +29,12 @@ def _error(description: str) -> OpenApiResponse:
 ERRORS: dict[int, OpenApiResponse] = {
     400: _error("invalid: the request is not valid (see fields)"),
     401: _error("not_authenticated / token_not_valid"),
-    403: _error("permission_denied"),
+    403: _error("permission_denied, or approval_pending: the account waits for staff "
+                "approval"),
     404: _error("not_found: no such deployment of yours"),
     410: _error("released: the deployment was released"),
     413: _error("too_large: the upload is over the limit"),
-    429: _error("throttled, locked_out or quota_exceeded"),
+    429: _error("throttled, locked_out, quota_exceeded or share_exceeded"),
     502: _error("engine_error: Docker refused the operation"),
     503: _error("pool_exhausted or engine_unavailable"),
 }

@@ -85,8 +85,8 @@ class DeploymentListView(DeploymentView):
 
     @extend_schema(
         request=DeploymentCreateSerializer,
-        responses={201: DeploymentSerializer, 400: ERRORS[400], 429: ERRORS[429],
-                   503: ERRORS[503]},
+        responses={201: DeploymentSerializer, 400: ERRORS[400], 403: ERRORS[403],
+                   429: ERRORS[429], 503: ERRORS[503]},
         summary="Launch: get an idle container of a runtime at once",
     )
     def post(self, request: Request) -> Response:

@@ -15,3 +15,10 @@ class Released(PaasError):
 
     code = "released"
     status = 410
+
+
+class ShareExceeded(PaasError):
+    """You already hold as many containers of this runtime as one user may."""
+
+    code = "share_exceeded"
+    status = 429

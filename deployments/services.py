@@ -24,11 +24,12 @@ from django.utils import timezone
 
 from accounts.errors import ApprovalPending
 from accounts.selectors import user_admitted, user_quota
-from deployments.errors import QuotaExceeded, Released
+from deployments.errors import QuotaExceeded, Released, ShareExceeded
 from deployments.models import Deployment
 from pools import content, hostnames
 from pools.errors import InvalidInput
-from pools.models import PoolContainer, SlotStatus
+from pools.models import PoolContainer, Runtime, SlotStatus
+from pools.policy import max_size, share_limit
 from pools.services import (
     HELD,
     runtime_get,
@@ -67,6 +68,7 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
                 f"you already have {limit} active deployment(s), your quota; "
                 "release one first"
             )
+        _check_share(user_id=user.pk, runtime=runtime)
         slot = slot_claim(runtime=runtime, user=user)
         # The slot was idle, so a deployment still marked active on it is stale (its
         # slot was released without us): end it, or it could act on this user's slot.
@@ -77,6 +79,18 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
             user_id=user.pk, slot=slot, runtime_name=runtime.name, port=slot.port,
             slug=slot.slug,
         )
+
+
+def _check_share(*, user_id: int, runtime: Runtime) -> None:
+    """No one user may hold more than ``max_share`` of a pool (besides the quota)."""
+    limit = share_limit(runtime=runtime)
+    held = Deployment.objects.filter(user_id=user_id, status=ACTIVE,
+                                     runtime_name=runtime.name).count()
+    if held >= limit:
+        raise ShareExceeded(
+            f"you already hold {held} {runtime.name} container(s), the most one user may "
+            f"hold ({runtime.max_share:.0%} of the pool's {max_size(runtime=runtime)}); "
+            "release one first")
 
 
 _sqlite_claims = threading.Lock()

@@ -57,6 +57,8 @@ PAAS_CREATE_PARALLEL = env.int("PAAS_CREATE_PARALLEL", default=4)
 PAAS_PASS_LEASE_SECONDS = env.int("PAAS_PASS_LEASE_SECONDS", default=300)
 # Monitor-pass, recovery and finished task rows older than this are pruned (pool prune).
 PAAS_HISTORY_DAYS = env.int("PAAS_HISTORY_DAYS", default=30)
+# Memory (MiB) the host memory budget of a pool leaves to everything else.
+PAAS_MEMORY_RESERVE_MB = env.int("PAAS_MEMORY_RESERVE_MB", default=512)
 
 # --- The front door: Caddy (HTTPS and hostnames) ------------------------------
 # The platform at https://PAAS_DOMAIN/, each deployment at https://<slug>.PAAS_APPS_DOMAIN/.

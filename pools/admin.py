@@ -43,6 +43,10 @@ class RuntimeAdmin(admin.ModelAdmin):
     actions = ["reinitialize_pool"]
     fieldsets = [
         (None, {"fields": ["name", "display_name", "enabled", "pool_size"]}),
+        ("Scaling policy", {"fields": ["max_total", "idle_ttl", "step", "mem_estimate_mb",
+                                       "max_share"]}),
+        ("Lifetimes (off while blank)", {"fields": ["max_age", "idle_timeout",
+                                                    "lifetime_extension"]}),
         ("Ports", {"fields": ["port_min", "port_max", "internal_port"]}),
         ("Container", {"fields": ["image", "content_root", "app_runtime", "mem_limit_mb",
                                   "cpus", "pids_limit", "cap_add"]}),

@@ -19,7 +19,46 @@ class Runtime(models.Model):
     content_root = models.CharField(max_length=200)
     port_min = models.PositiveIntegerField()
     port_max = models.PositiveIntegerField()
-    pool_size = models.PositiveIntegerField(default=1)
+    pool_size = models.PositiveIntegerField(
+        default=1, verbose_name="min idle",
+        help_text="Keep at least this many idle containers (the pool's warm size).",
+    )
+    # --- scaling policy (validated by pools.policy) ---
+    max_total = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Never more containers than this. Blank: as many as the port range and "
+                  "the host memory budget allow.",
+    )
+    idle_ttl = models.PositiveIntegerField(
+        default=600, help_text="Seconds an idle container above min idle may stay unused "
+                               "before it is removed.",
+    )
+    step = models.PositiveIntegerField(
+        default=4, help_text="How many containers to build at once when the pool grows.",
+    )
+    mem_estimate_mb = models.PositiveIntegerField(
+        default=64, help_text="Typical memory one container of this runtime really uses "
+                              "(for the host memory budget; not its limit).",
+    )
+    max_share = models.FloatField(
+        default=0.5, help_text="The largest fraction of the pool's maximum size one user "
+                               "may hold (e.g. 0.5); 1 = no limit beyond the quota.",
+    )
+    # --- lifetimes (off while blank) ---
+    max_age = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Seconds after launch a deployment is released. Blank: no limit.",
+    )
+    idle_timeout = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Seconds without requests or user actions after which a deployment is "
+                  "released. Blank: no limit.",
+    )
+    lifetime_extension = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Seconds a user may add, once, before their deployment expires. "
+                  "Blank: no extension.",
+    )
     mem_limit_mb = models.PositiveIntegerField(default=256)
     cpus = models.FloatField(default=0.5)
     pids_limit = models.PositiveIntegerField(default=256)
@@ -36,6 +75,15 @@ class Runtime(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def min_idle(self) -> int:
+        return self.pool_size
+
+    def clean(self) -> None:
+        from pools.policy import policy_check
+
+        policy_check(runtime=self)
 
     @property
     def capabilities(self) -> list[str]:

@@ -46,10 +46,14 @@ def operator(charlie: User) -> Client:
 
 
 RUNTIME_FORM_FIELDS = ["name", "display_name", "port_min", "port_max", "internal_port",
-                       "image", "content_root", "mem_limit_mb", "cpus", "pids_limit", "cap_add"]
+                       "image", "content_root", "mem_limit_mb", "cpus", "pids_limit", "cap_add",
+                       "idle_ttl", "step", "mem_estimate_mb", "max_share"]
 
 
 def runtime_form(runtime: object, **changes: object) -> dict[str, object]:
     """The admin change form of a runtime as posted, with ``changes`` applied."""
     data: dict[str, object] = {f: getattr(runtime, f) for f in RUNTIME_FORM_FIELDS}
+    # Blank optional numbers (max total, lifetimes) post as empty strings.
+    data |= {f: getattr(runtime, f) if getattr(runtime, f) is not None else ""
+             for f in ("max_total", "max_age", "idle_timeout", "lifetime_extension")}
     return data | {"enabled": "on"} | changes

@@ -31,6 +31,14 @@ class Command(BaseCommand):
         size = sub.add_parser("set-size", help="set a pool's size (shrinks idle slots only)")
         size.add_argument("runtime")
         size.add_argument("size", type=int)
+        policy = sub.add_parser("set-policy", help="set a pool's scaling policy")
+        policy.add_argument("runtime")
+        policy.add_argument("--min-idle", type=int, help="keep at least N idle")
+        policy.add_argument("--max-total", help="never more than N containers ('auto': as "
+                                                "many as ports and host memory allow)")
+        policy.add_argument("--idle-ttl", type=int, help="seconds before an extra idle "
+                                                         "container is removed")
+        policy.add_argument("--step", type=int, help="containers built at once")
         reinit = sub.add_parser("reinit", help="recreate every container (or one runtime's)")
         reinit.add_argument("runtime", nargs="?")
         release = sub.add_parser("release", help="release a slot or all of a user's")
@@ -95,6 +103,22 @@ class Command(BaseCommand):
         note = f"; {result['short']} assigned slot(s) kept" if result["short"] else ""
         self.say(f"{runtime}: size {size}, added {result['added']}, "
                  f"removed {result['removed']} idle{note}")
+
+    def do_set_policy(self, *, runtime: str, min_idle: int | None = None,
+                      max_total: str | None = None, idle_ttl: int | None = None,
+                      step: int | None = None, **_: Any) -> None:
+        from pools.policy import runtime_set_policy
+
+        auto = max_total == "auto"
+        if max_total is not None and not auto and not max_total.isdigit():
+            raise CommandError(f"--max-total {max_total!r}: give a number or 'auto'")
+        saved = runtime_set_policy(
+            runtime_name=runtime, min_idle=min_idle, idle_ttl=idle_ttl, step=step,
+            max_total=None if auto or max_total is None else int(max_total),
+            clear_max_total=auto)
+        self.say(f"{saved.name}: min idle {saved.min_idle}, max total "
+                 f"{saved.max_total if saved.max_total is not None else 'auto'}, idle ttl "
+                 f"{saved.idle_ttl}s, step {saved.step}")
 
     def do_reinit(self, *, runtime: str | None = None, **_: Any) -> None:
         _require_engine()

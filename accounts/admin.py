@@ -18,7 +18,7 @@ class QuotaInline(admin.StackedInline):
     can_delete = False
     extra = 1
     max_num = 1
-    verbose_name_plural = "deployment quota"
+    verbose_name_plural = "deployment quota and lifetimes"
 
 
 class AdmissionInline(admin.StackedInline):

@@ -22,6 +22,17 @@ class Quota(models.Model):
                   "default (PAAS_USER_QUOTA).",
     )
 
+    max_age = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Seconds a deployment of this user may live; blank: the runtime's "
+                  "policy; 0: no limit.",
+    )
+    idle_timeout = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Seconds without use before this user's deployment is released; blank: "
+                  "the runtime's policy; 0: no limit.",
+    )
+
     def __str__(self) -> str:
         limit = "default" if self.max_deployments is None else self.max_deployments
         return f"quota of {self.user}: {limit}"

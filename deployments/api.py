@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from accounts.api_docs import ERRORS
 from deployments import selectors, services
 from deployments.errors import Released
+from deployments.lifetimes import deployment_extend
 from deployments.models import Deployment
 from deployments.serializers import (
     DeploymentCreateSerializer,
@@ -180,6 +181,14 @@ class RestartView(DeploymentView):
     def post(self, request: Request, pk: int) -> Response:
         restarted = services.deployment_restart(deployment=self.mine(pk, active=True))
         return Response({"restarted": restarted}, status=status.HTTP_202_ACCEPTED)
+
+
+class ExtendView(DeploymentView):
+    @extend_schema(request=None, responses={200: DeploymentSerializer, 409: ERRORS[409],
+                                            **MINE},
+                   summary="Extend my deployment's lifetime, once, if the policy allows")
+    def post(self, request: Request, pk: int) -> Response:
+        return self.show(deployment_extend(deployment=self.mine(pk, active=True)))
 
 
 class PoolsView(APIView):

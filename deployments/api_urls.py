@@ -12,5 +12,6 @@ urlpatterns = [
          name="api-file"),
     path("deployments/<int:pk>/logs/", api.LogsView.as_view(), name="api-logs"),
     path("deployments/<int:pk>/restart/", api.RestartView.as_view(), name="api-restart"),
+    path("deployments/<int:pk>/extend/", api.ExtendView.as_view(), name="api-extend"),
     path("pools/", api.PoolsView.as_view(), name="api-pools"),
 ]

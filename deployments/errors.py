@@ -17,6 +17,13 @@ class Released(PaasError):
     status = 410
 
 
+class ExtendRefused(PaasError):
+    """This deployment's lifetime cannot be extended."""
+
+    code = "extend_refused"
+    status = 409
+
+
 class ShareExceeded(PaasError):
     """You already hold as many containers of this runtime as one user may."""
 

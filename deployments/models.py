@@ -15,6 +15,19 @@ from pools import hostnames, proxy
 from pools.models import PoolContainer, SlotStatus
 
 
+class EndedReason(models.TextChoices):
+    """Why a deployment ended: the user or an operator released it, the account was
+    deactivated or deleted, it reached its maximum age or its idle timeout (lifetimes),
+    or its slot was taken back behind its back."""
+
+    USER = "user"
+    OPERATOR = "operator"
+    ACCOUNT = "account"
+    MAX_AGE = "max_age"
+    IDLE_TIMEOUT = "idle_timeout"
+    SLOT_LOST = "slot_lost"
+
+
 class Deployment(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active"
@@ -36,6 +49,16 @@ class Deployment(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     released_at = models.DateTimeField(null=True, blank=True)
+    ended_reason = models.CharField(
+        max_length=16, choices=EndedReason.choices, blank=True,
+        help_text="Why the deployment ended (blank while it runs).",
+    )
+    # Lifetimes (deployments.lifetimes): the last sign of use, the one extension, and
+    # the container's received-bytes counter at the last look.
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    extended_at = models.DateTimeField(null=True, blank=True)
+    net_rx_bytes = models.BigIntegerField(null=True, blank=True)
+    net_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -14,5 +14,6 @@ urlpatterns = [
          name="deployment-file-delete"),
     path("deployments/<int:pk>/alias/", views.deployment_alias, name="deployment-alias"),
     path("deployments/<int:pk>/restart/", views.deployment_restart, name="deployment-restart"),
+    path("deployments/<int:pk>/extend/", views.deployment_extend, name="deployment-extend"),
     path("deployments/<int:pk>/release/", views.deployment_release, name="deployment-release"),
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
 
+from deployments.lifetimes import deployment_expires_at
 from deployments.models import Deployment
 from deployments.selectors import deployment_last_recovery, deployment_url
 
@@ -58,17 +60,23 @@ class DeploymentSerializer(serializers.ModelSerializer):
     suspended = serializers.BooleanField(
         source="addresses.suspended",
         help_text="An operator suspended the hostnames: they show a notice page.")
+    expires_at = serializers.SerializerMethodField(
+        help_text="When the deployment will be released for its lifetime (maximum age "
+                  "or idle timeout); null: never (lifetimes off) or released.")
 
     class Meta:
         model = Deployment
         fields = ["id", "runtime", "status", "port", "url", "hostname", "https_url",
                   "https_live", "alias", "alias_url", "alias_live", "suspended",
-                  "created_at", "released_at"]
+                  "created_at", "released_at", "expires_at", "ended_reason"]
         read_only_fields = fields
 
     def get_url(self, deployment: Deployment) -> str:
         return deployment_url(deployment=deployment,
                               request_host=self.context["request"].get_host())
+
+    def get_expires_at(self, deployment: Deployment) -> datetime | None:
+        return deployment_expires_at(deployment=deployment)
 
 
 class DeploymentDetailSerializer(DeploymentSerializer):

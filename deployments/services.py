@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.errors import ApprovalPending
 from accounts.selectors import user_admitted, user_quota
 from deployments.errors import QuotaExceeded, Released, ShareExceeded
-from deployments.models import Deployment
+from deployments.models import Deployment, EndedReason
 from pools import content, hostnames
 from pools.errors import InvalidInput
 from pools.models import PoolContainer, Runtime, SlotStatus
@@ -74,6 +74,7 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
         # slot was released without us): end it, or it could act on this user's slot.
         Deployment.objects.filter(slot=slot, status=ACTIVE).update(
             status=Deployment.Status.RELEASED, released_at=timezone.now(),
+            ended_reason=EndedReason.SLOT_LOST,
         )
         return Deployment.objects.create(
             user_id=user.pk, slot=slot, runtime_name=runtime.name, port=slot.port,
@@ -112,7 +113,8 @@ def _end_orphaned(*, user_id: int) -> int:
     behind our back, e.g. deleted), so they count neither for the quota nor as active."""
     return Deployment.objects.filter(user_id=user_id, status=ACTIVE).filter(
         Q(slot__isnull=True) | ~Q(slot__owner_id=user_id) | ~Q(slot__status__in=HELD)
-    ).update(status=Deployment.Status.RELEASED, released_at=timezone.now())
+    ).update(status=Deployment.Status.RELEASED, released_at=timezone.now(),
+             ended_reason=EndedReason.SLOT_LOST)
 
 
 # --- content ----------------------------------------------------------------------------
@@ -132,6 +134,7 @@ def deployment_upload(*, deployment: Deployment, uploads: Sequence[tuple[str, IO
     stored = content.content_add(slot_id=slot.pk, uploads=uploads, path=path, guard=still_mine)
     slot_content_changed(slot_id=slot.pk)
     slot_content_sync(slot=slot)
+    deployment_touch(deployment=deployment)
     return stored
 
 
@@ -164,6 +167,7 @@ def deployment_alias_set(*, deployment: Deployment, alias: str) -> None:
 def deployment_logs(*, deployment: Deployment, tail: int = 100) -> list[str]:
     """The container's last ``tail`` log lines (empty while it is being replaced)."""
     slot = _held_slot(deployment)
+    deployment_touch(deployment=deployment)
     if slot.status == SlotStatus.RECOVERING:
         return []
     return slot_logs(slot=slot, tail=tail).splitlines()
@@ -173,6 +177,7 @@ def deployment_restart(*, deployment: Deployment) -> bool:
     """Restart the user's app (python/node) or reload the web server. False while the
     container is being replaced: the replacement starts fresh anyway."""
     slot = _held_slot(deployment)
+    deployment_touch(deployment=deployment)
     if slot.status != SlotStatus.ASSIGNED:
         return False
     slot_restart(slot=slot)
@@ -180,12 +185,14 @@ def deployment_restart(*, deployment: Deployment) -> bool:
 
 
 # --- release ------------------------------------------------------------------------------
-def deployment_release(*, deployment: Deployment) -> bool:
-    """End the deployment, then have its slot recycled (container replaced, files
-    deleted). Idempotent: False when it had already ended."""
+def deployment_release(*, deployment: Deployment, reason: str = EndedReason.USER) -> bool:
+    """End the deployment (its history says why: ``reason``), then have its slot
+    recycled (container replaced, files deleted). Idempotent: False when it had already
+    ended."""
     with transaction.atomic():
         ended = Deployment.objects.filter(pk=deployment.pk, status=ACTIVE).update(
             status=Deployment.Status.RELEASED, released_at=timezone.now(),
+            ended_reason=reason,
         )
         slot = PoolContainer.objects.filter(pk=deployment.slot_id).first()
         if ended and slot is not None and slot.owner_id == deployment.user_id:
@@ -194,12 +201,13 @@ def deployment_release(*, deployment: Deployment) -> bool:
     return bool(ended)
 
 
-def deployments_release_for_user(*, user: AbstractBaseUser) -> int:
+def deployments_release_for_user(*, user: AbstractBaseUser,
+                                 reason: str = EndedReason.OPERATOR) -> int:
     """Release everything ``user`` holds (an operator's action, or the user being
     deactivated): their active deployments and any slot still assigned to them.
     Returns how many slots were released."""
     released = sum(
-        deployment_release(deployment=deployment)
+        deployment_release(deployment=deployment, reason=reason)
         for deployment in Deployment.objects.filter(user_id=user.pk, status=ACTIVE)
     )
     for slot in PoolContainer.objects.filter(owner_id=user.pk, status__in=HELD):
@@ -211,9 +219,16 @@ def slot_release_by_operator(*, slot: PoolContainer) -> bool:
     """An operator releases one slot: its active deployment ends through the same path
     as a user's release; a slot without one is released directly."""
     deployment = Deployment.objects.filter(slot_id=slot.pk, status=ACTIVE).first()
-    if deployment is not None and deployment_release(deployment=deployment):
+    if deployment is not None and deployment_release(deployment=deployment,
+                                                     reason=EndedReason.OPERATOR):
         return True
     return slot_release(slot=slot)
+
+
+def deployment_touch(*, deployment: Deployment) -> None:
+    """A user action (upload, restart, logs) is activity: the idle timeout starts again."""
+    Deployment.objects.filter(pk=deployment.pk, status=ACTIVE).update(
+        last_activity_at=timezone.now())
 
 
 # --- helpers -------------------------------------------------------------------------------

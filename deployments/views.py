@@ -19,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.utils.text import capfirst
 from django.views.decorators.http import require_POST, require_safe
 
-from deployments import selectors, services
+from deployments import lifetimes, selectors, services
 from deployments.forms import AliasForm, FileDeleteForm, LaunchForm, ReleaseForm, UploadForm
 from deployments.models import Deployment
 from pools.errors import NotFound, PaasError, UnsafeUpload, UploadTooLarge
@@ -65,6 +65,7 @@ def deployment_page(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "deployments/deployment.html", {
         **_row(request, deployment),
         "last_recovery": selectors.deployment_last_recovery(deployment=deployment),
+        "expiry": lifetimes.deployment_expiry_warning(deployment=deployment),
         "files": files,
         "logs": logs,
         "upload_form": UploadForm(),
@@ -146,6 +147,16 @@ def deployment_alias(request: HttpRequest, pk: int) -> HttpResponse:
                 else "Name removed.")
 
     return _act(request, pk, name)
+
+
+@require_POST
+@login_required
+def deployment_extend(request: HttpRequest, pk: int) -> HttpResponse:
+    def extend(deployment: Deployment) -> str:
+        lifetimes.deployment_extend(deployment=deployment)
+        return "Extended: your container stays longer."
+
+    return _act(request, pk, extend)
 
 
 @login_required

@@ -59,6 +59,8 @@ PAAS_PASS_LEASE_SECONDS = env.int("PAAS_PASS_LEASE_SECONDS", default=300)
 PAAS_HISTORY_DAYS = env.int("PAAS_HISTORY_DAYS", default=30)
 # Memory (MiB) the host memory budget of a pool leaves to everything else.
 PAAS_MEMORY_RESERVE_MB = env.int("PAAS_MEMORY_RESERVE_MB", default=512)
+# Seconds before a deployment's expiry (lifetimes) from which its page warns the user.
+PAAS_EXPIRY_WARNING = env.int("PAAS_EXPIRY_WARNING", default=600)
 
 # --- The front door: Caddy (HTTPS and hostnames) ------------------------------
 # The platform at https://PAAS_DOMAIN/, each deployment at https://<slug>.PAAS_APPS_DOMAIN/.

@@ -28,6 +28,7 @@ class FakeEngine:
         self.available = True
         self.fail_create = False
         self.pending_events: list[EngineEvent] = []
+        self.rx_bytes: dict[str, int] = {}  # container id → bytes received (tests set it)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -102,6 +103,12 @@ class FakeEngine:
     def signal(self, container_id: str, signal: str) -> None:
         self._require(container_id)
         self.signals.append((container_id, signal))
+
+    def network_rx_bytes(self, container_id: str) -> int | None:
+        self._check()
+        if container_id not in self.containers:
+            return None
+        return self.rx_bytes.get(container_id, 0)
 
     def events(self, instance: str) -> Iterator[EngineEvent]:
         self._check()

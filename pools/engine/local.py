@@ -184,6 +184,15 @@ class DockerEngine:
     def signal(self, container_id: str, signal: str) -> None:
         self._call(self._require(container_id).kill, signal=signal)
 
+    def network_rx_bytes(self, container_id: str) -> int | None:
+        """Bytes the container received on its networks since it started (requests
+        reaching it); None when it is gone."""
+        container = self._get(container_id)
+        if container is None:
+            return None
+        stats = self._call(container.stats, stream=False, one_shot=True)
+        return sum(int(net.get("rx_bytes", 0)) for net in (stats.get("networks") or {}).values())
+
     def events(self, instance: str) -> Iterator[EngineEvent]:
         stream = self._call(
             self._client.events, decode=True,

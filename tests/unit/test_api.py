@@ -62,7 +62,7 @@ def test_launch_answers_with_the_deployment(launched: dict) -> None:
     assert launched == {
         "id": launched["id"], "runtime": "nginx", "status": "running", "port": slot.port,
         "url": f"http://testserver:{slot.port}/", "created_at": launched["created_at"],
-        "released_at": None,
+        "released_at": None, "expires_at": None, "ended_reason": "",
         # No Caddy in this run: no HTTPS address (tests/unit/test_hostnames.py has one).
         "hostname": None, "https_url": None, "https_live": False, "alias": "",
         "alias_url": None, "alias_live": False, "suspended": False,
@@ -444,7 +444,8 @@ DOCUMENTED = {
     "/api/runtimes/": {"get"}, "/api/deployments/": {"get", "post"},
     "/api/deployments/{id}/": {"get", "patch", "delete"}, "/api/deployments/{id}/files/": {"get", "post"},
     "/api/deployments/{id}/files/{path}": {"delete"}, "/api/deployments/{id}/logs/": {"get"},
-    "/api/deployments/{id}/restart/": {"post"}, "/api/pools/": {"get"}, "/healthz": {"get"},
+    "/api/deployments/{id}/restart/": {"post"},
+    "/api/deployments/{id}/extend/": {"post"}, "/api/pools/": {"get"}, "/healthz": {"get"},
 }
 
 

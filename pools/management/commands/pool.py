@@ -194,8 +194,10 @@ class Command(BaseCommand):
         monitor.watch(say=self.say)
 
     def do_schedules(self, **_: Any) -> None:
+        from deployments.lifetimes import cull_schedule_install
         from pools import monitor
 
+        self.say(cull_schedule_install())
         for line in monitor.schedules_install():
             self.say(line)
 

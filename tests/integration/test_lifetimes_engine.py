@@ -1,0 +1,57 @@
+"""Lifetimes on the real engine: the container's received-bytes counter tells a
+deployment someone uses from one only our health probes reach, and the cull releases
+the unused one with the reason in its history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import AbstractUser
+from django.utils import timezone
+
+from deployments import lifetimes
+from deployments.models import Deployment
+from deployments.services import deployment_create
+from pools import health
+from pools.engine import DockerEngine
+from pools.models import MonitorPass, PoolContainer, Runtime
+from tests.integration.conftest import http_get
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def test_the_network_counter_grows_with_requests(warm_pools: Callable,
+                                                 real_engine: DockerEngine) -> None:
+    slot = warm_pools(nginx=1)["nginx"][0]
+    assert real_engine.network_rx_bytes("no-such-container") is None
+    before = real_engine.network_rx_bytes(slot.container_id)
+    assert before is not None
+    for _ in range(5):
+        assert http_get(slot.port)[0] == 200
+    after = real_engine.network_rx_bytes(slot.container_id)
+    assert after is not None and after - before >= 5 * 300
+
+
+def test_used_deployment_stays_and_probed_only_one_is_culled(
+        warm_pools: Callable, alice: AbstractUser, bob: AbstractUser) -> None:
+    warm_pools(nginx=2)
+    Runtime.objects.filter(name="nginx").update(idle_timeout=1800)
+    used = deployment_create(user=alice, runtime_name="nginx")
+    probed = deployment_create(user=bob, runtime_name="nginx")
+    lifetimes.deployments_cull()  # baselines
+    past = timezone.now() - timedelta(seconds=1801)
+    Deployment.objects.update(last_activity_at=past,
+                              net_checked_at=timezone.now() - timedelta(seconds=60))
+    MonitorPass.objects.create()  # a reconcile pass probes both
+    for deployment in (used, probed):
+        assert health.http_answers(deployment.port, timeout=2)
+    for _ in range(8):  # someone looks at alice's site
+        assert http_get(used.port)[0] == 200
+    lifetimes.deployments_cull()
+    used.refresh_from_db()
+    probed.refresh_from_db()
+    assert (used.status, used.ended_reason) == ("active", "")
+    assert (probed.status, probed.ended_reason) == ("released", "idle_timeout")
+    assert PoolContainer.objects.get(pk=probed.slot_id).owner_id is None

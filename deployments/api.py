@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from accounts.api_docs import ERRORS
 from deployments import selectors, services
-from deployments.errors import Released
+from deployments.errors import NotReady, Released
 from deployments.lifetimes import deployment_extend
 from deployments.models import Deployment
 from deployments.serializers import (
@@ -66,6 +66,8 @@ class DeploymentView(APIView):
         """One of the user's deployments (404 otherwise); ``active``: 410 if released."""
         deployment = selectors.deployment_get_for_user(user=self.user,
                                                        deployment_id=pk)
+        if active and deployment.is_pending:
+            raise NotReady()
         if active and not deployment.is_active:
             raise Released()
         return deployment
@@ -86,9 +88,13 @@ class DeploymentListView(DeploymentView):
 
     @extend_schema(
         request=DeploymentCreateSerializer,
-        responses={201: DeploymentSerializer, 400: ERRORS[400], 403: ERRORS[403],
-                   429: ERRORS[429], 503: ERRORS[503]},
+        responses={201: DeploymentSerializer, 202: DeploymentSerializer, 400: ERRORS[400],
+                   403: ERRORS[403], 429: ERRORS[429], 503: ERRORS[503]},
         summary="Launch: get an idle container of a runtime at once",
+        description="201 with a running deployment when a container is idle; 202 with a "
+                    "pending one when none is idle but one is being prepared (poll it "
+                    "until its status is running; launches are served first come, first "
+                    "served); 503 pool_exhausted with Retry-After when none is coming.",
     )
     def post(self, request: Request) -> Response:
         serializer = DeploymentCreateSerializer(data=request.data)
@@ -96,14 +102,19 @@ class DeploymentListView(DeploymentView):
         deployment = services.deployment_create(
             user=self.user, runtime_name=serializer.validated_data["runtime"],
         )
-        return self.show(deployment, code=status.HTTP_201_CREATED)
+        code = status.HTTP_202_ACCEPTED if deployment.is_pending else status.HTTP_201_CREATED
+        return self.show(deployment, code=code)
 
 
 class DeploymentDetailView(DeploymentView):
     @extend_schema(responses={200: DeploymentDetailSerializer, 404: ERRORS[404]},
                    summary="One of my deployments")
     def get(self, request: Request, pk: int) -> Response:
-        return self.show(self.mine(pk), DeploymentDetailSerializer)
+        deployment = self.mine(pk)
+        if deployment.is_pending:  # its poll is a good moment to hand out idle slots
+            services.deployments_serve_waiting(runtime_name=deployment.runtime_name)
+            deployment.refresh_from_db()
+        return self.show(deployment, DeploymentDetailSerializer)
 
     @extend_schema(request=DeploymentUpdateSerializer,
                    responses={200: DeploymentDetailSerializer, 400: ERRORS[400], **MINE},
@@ -118,10 +129,11 @@ class DeploymentDetailView(DeploymentView):
         return self.show(deployment, DeploymentDetailSerializer)
 
     @extend_schema(responses={204: None, **MINE}, summary="Release: the container and "
-                   "its files are destroyed")
+                   "its files are destroyed (a pending launch is cancelled)")
     def delete(self, request: Request, pk: int) -> Response:
-        if not services.deployment_release(deployment=self.mine(pk, active=True)):
-            raise Released()  # a concurrent release won
+        deployment = self.mine(pk)
+        if deployment.is_ended or not services.deployment_release(deployment=deployment):
+            raise Released()  # already ended, or a concurrent release won
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -10,6 +10,13 @@ class QuotaExceeded(PaasError):
     status = 429
 
 
+class NotReady(PaasError):
+    """Your container is being prepared; try again in a moment."""
+
+    code = "not_ready"
+    status = 409
+
+
 class Released(PaasError):
     """This deployment was released; it can only be read."""
 

@@ -18,7 +18,8 @@ from pools.models import PoolContainer, SlotStatus
 class EndedReason(models.TextChoices):
     """Why a deployment ended: the user or an operator released it, the account was
     deactivated or deleted, it reached its maximum age or its idle timeout (lifetimes),
-    or its slot was taken back behind its back."""
+    or its slot was taken back behind its back; or a waiting launch got no container
+    within ``PAAS_CLAIM_WAIT``."""
 
     USER = "user"
     OPERATOR = "operator"
@@ -26,10 +27,12 @@ class EndedReason(models.TextChoices):
     MAX_AGE = "max_age"
     IDLE_TIMEOUT = "idle_timeout"
     SLOT_LOST = "slot_lost"
+    NOT_SERVED = "not_served"  # a waiting launch got no container in time
 
 
 class Deployment(models.Model):
     class Status(models.TextChoices):
+        PENDING = "pending"  # waiting for a container (first come, first served)
         ACTIVE = "active"
         RELEASED = "released"
 
@@ -41,7 +44,7 @@ class Deployment(models.Model):
         related_name="deployments",
     )
     runtime_name = models.CharField(max_length=32)
-    port = models.PositiveIntegerField()
+    port = models.PositiveIntegerField(null=True, blank=True)  # none while pending
     # The slot's slug at claim time: the deployment's hostname for its whole life.
     slug = models.CharField(max_length=63, blank=True, default="")
     status = models.CharField(
@@ -77,8 +80,19 @@ class Deployment(models.Model):
         return self.status == self.Status.ACTIVE
 
     @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status == self.Status.RELEASED
+
+    @property
     def state(self) -> str:
-        """What the user sees: ``running``, ``recovering``, ``failed`` or ``released``."""
+        """What the user sees: ``pending`` (being prepared), ``running``, ``recovering``,
+        ``failed`` or ``released``."""
+        if self.is_pending:
+            return "pending"
         slot = self.slot
         if not self.is_active or slot is None or slot.owner_id != self.user_id:
             return "released"

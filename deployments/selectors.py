@@ -42,7 +42,10 @@ def deployment_last_recovery(*, deployment: Deployment) -> Recovery | None:
 
 def deployment_url(*, deployment: Deployment, request_host: str) -> str:
     """``http://<PAAS_PUBLIC_HOST or the request's host without its port>:<port>/``; the
-    HTTPS address when port URLs are turned off (``PAAS_DIRECT_PORTS``)."""
+    HTTPS address when port URLs are turned off (``PAAS_DIRECT_PORTS``); "" while the
+    deployment waits for its container."""
+    if deployment.port is None:
+        return ""
     if not settings.PAAS_DIRECT_PORTS and deployment.addresses["https_url"]:
         return str(deployment.addresses["https_url"])
     host = settings.PAAS_PUBLIC_HOST or _strip_port(request_host)

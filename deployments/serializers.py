@@ -11,7 +11,7 @@ from deployments.lifetimes import deployment_expires_at
 from deployments.models import Deployment
 from deployments.selectors import deployment_last_recovery, deployment_url
 
-STATES = ["running", "recovering", "failed", "released"]
+STATES = ["pending", "running", "recovering", "failed", "released"]
 MAX_TAIL = 5000
 
 

@@ -14,8 +14,10 @@ import logging
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
 from typing import IO
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
@@ -24,10 +26,10 @@ from django.utils import timezone
 
 from accounts.errors import ApprovalPending
 from accounts.selectors import user_admitted, user_quota
-from deployments.errors import QuotaExceeded, Released, ShareExceeded
+from deployments.errors import NotReady, QuotaExceeded, Released, ShareExceeded
 from deployments.models import Deployment, EndedReason
 from pools import content, hostnames
-from pools.errors import InvalidInput
+from pools.errors import InvalidInput, PoolExhausted
 from pools.models import PoolContainer, Runtime, SlotStatus
 from pools.policy import max_size, share_limit
 from pools.services import (
@@ -43,13 +45,18 @@ from pools.services import (
 
 log = logging.getLogger(__name__)
 ACTIVE = Deployment.Status.ACTIVE
+PENDING = Deployment.Status.PENDING
 
 
 # --- launch ---------------------------------------------------------------------------
 def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deployment:
     """Claim an idle slot of the runtime for ``user``: one transaction, no Docker call.
-    Raises ``UnknownRuntime``/``InvalidInput`` (400), ``ApprovalPending`` (403),
-    ``QuotaExceeded`` (429) and ``PoolExhausted`` (503)."""
+
+    When no slot is idle but one is being built, or others already wait, the launch
+    waits in line: a ``pending`` deployment, served first come, first served as slots
+    turn idle (``deployments_serve_waiting``). Raises ``UnknownRuntime``/``InvalidInput``
+    (400), ``ApprovalPending`` (403), ``QuotaExceeded``/``ShareExceeded`` (429) and
+    ``PoolExhausted`` (503, with Retry-After) when no slot is coming either."""
     if not user_admitted(user=user):
         raise ApprovalPending()
     runtime = runtime_get(name=runtime_name)
@@ -69,23 +76,104 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
                 "release one first"
             )
         _check_share(user_id=user.pk, runtime=runtime)
-        slot = slot_claim(runtime=runtime, user=user)
-        # The slot was idle, so a deployment still marked active on it is stale (its
-        # slot was released without us): end it, or it could act on this user's slot.
-        Deployment.objects.filter(slot=slot, status=ACTIVE).update(
-            status=Deployment.Status.RELEASED, released_at=timezone.now(),
-            ended_reason=EndedReason.SLOT_LOST,
-        )
-        return Deployment.objects.create(
-            user_id=user.pk, slot=slot, runtime_name=runtime.name, port=slot.port,
-            slug=slot.slug,
-        )
+        deployment = _claim_or_queue(user=user, runtime=runtime)
+    if deployment.is_pending:
+        deployments_serve_waiting(runtime_name=runtime.name)
+        deployment.refresh_from_db()
+    return deployment
+
+
+def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime) -> Deployment:
+    """A running deployment on an idle slot, or a pending one when a slot is coming
+    (nobody jumps the line: with others waiting, this launch waits too)."""
+    waiting = Deployment.objects.filter(status=PENDING, runtime_name=runtime.name).count()
+    if not waiting:
+        try:
+            return Deployment.objects.create(user_id=user.pk, runtime_name=runtime.name,
+                                             **_claim(user=user, runtime=runtime))
+        except PoolExhausted:
+            pass
+    if slots_coming(runtime=runtime) <= waiting:
+        raise PoolExhausted(f"no idle {runtime.name} container is available right now; "
+                            "try again in a moment")
+    return Deployment.objects.create(user_id=user.pk, runtime_name=runtime.name,
+                                     status=PENDING)
+
+
+def _claim(*, user: AbstractBaseUser, runtime: Runtime) -> dict[str, object]:
+    """Take an idle slot for the user: the deployment fields that say so."""
+    slot = slot_claim(runtime=runtime, user=user)
+    # The slot was idle, so a deployment still marked active on it is stale (its slot
+    # was released without us): end it, or it could act on this user's slot.
+    Deployment.objects.filter(slot=slot, status=ACTIVE).update(
+        status=Deployment.Status.RELEASED, released_at=timezone.now(),
+        ended_reason=EndedReason.SLOT_LOST,
+    )
+    return {"slot": slot, "port": slot.port, "slug": slot.slug}
+
+
+def slots_coming(*, runtime: Runtime) -> int:
+    """Slots of the runtime that will turn idle without anyone releasing one: those
+    being built now."""
+    return PoolContainer.objects.filter(
+        runtime=runtime, status__in=(SlotStatus.PROVISIONING, SlotStatus.RECYCLING)).count()
+
+
+# --- waiting launches -----------------------------------------------------------------
+def deployments_serve_waiting(*, runtime_name: str) -> int:
+    """Hand idle slots to the runtime's pending launches, oldest first; give up on
+    those that waited longer than ``PAAS_CLAIM_WAIT``. Safe to run anywhere at any
+    time (a read of a pending deployment, the cull schedule). Returns how many were
+    served."""
+    _expire_waiting(runtime_name=runtime_name)
+    served = 0
+    while (outcome := _serve_oldest(runtime_name=runtime_name)) is not None:
+        served += outcome
+    return served
+
+
+def deployments_serve_all_waiting() -> int:
+    names = Deployment.objects.filter(status=PENDING).values_list("runtime_name", flat=True)
+    return sum(deployments_serve_waiting(runtime_name=name) for name in set(names))
+
+
+class _Overtaken(Exception):
+    """Another server handed a slot to the same pending deployment first."""
+
+
+def _serve_oldest(*, runtime_name: str) -> int | None:
+    """Give an idle slot to the oldest pending launch: 1 when served, 0 when another
+    server got there first (try the next), None when nothing is waiting or idle."""
+    runtime = runtime_get(name=runtime_name)
+    try:
+        with _claim_serializer(), transaction.atomic():
+            oldest = Deployment.objects.filter(status=PENDING, runtime_name=runtime_name) \
+                .select_related("user").order_by("created_at", "pk").first()
+            if oldest is None:
+                return None
+            claimed = _claim(user=oldest.user, runtime=runtime)
+            if not Deployment.objects.filter(pk=oldest.pk, status=PENDING).update(
+                    status=ACTIVE, last_activity_at=timezone.now(), **claimed):
+                raise _Overtaken()  # rolls the claim back
+    except PoolExhausted:
+        return None
+    except _Overtaken:
+        return 0
+    return 1
+
+
+def _expire_waiting(*, runtime_name: str) -> int:
+    too_old = timezone.now() - timedelta(seconds=settings.PAAS_CLAIM_WAIT)
+    return Deployment.objects.filter(status=PENDING, runtime_name=runtime_name,
+                                     created_at__lt=too_old).update(
+        status=Deployment.Status.RELEASED, released_at=timezone.now(),
+        ended_reason=EndedReason.NOT_SERVED)
 
 
 def _check_share(*, user_id: int, runtime: Runtime) -> None:
     """No one user may hold more than ``max_share`` of a pool (besides the quota)."""
     limit = share_limit(runtime=runtime)
-    held = Deployment.objects.filter(user_id=user_id, status=ACTIVE,
+    held = Deployment.objects.filter(user_id=user_id, status__in=(ACTIVE, PENDING),
                                      runtime_name=runtime.name).count()
     if held >= limit:
         raise ShareExceeded(
@@ -105,7 +193,7 @@ def _claim_serializer() -> AbstractContextManager[object]:
 
 
 def _active_count(user_id: int) -> int:
-    return Deployment.objects.filter(user_id=user_id, status=ACTIVE).count()
+    return Deployment.objects.filter(user_id=user_id, status__in=(ACTIVE, PENDING)).count()
 
 
 def _end_orphaned(*, user_id: int) -> int:
@@ -190,7 +278,8 @@ def deployment_release(*, deployment: Deployment, reason: str = EndedReason.USER
     recycled (container replaced, files deleted). Idempotent: False when it had already
     ended."""
     with transaction.atomic():
-        ended = Deployment.objects.filter(pk=deployment.pk, status=ACTIVE).update(
+        ended = Deployment.objects.filter(pk=deployment.pk,
+                                          status__in=(ACTIVE, PENDING)).update(
             status=Deployment.Status.RELEASED, released_at=timezone.now(),
             ended_reason=reason,
         )
@@ -208,7 +297,8 @@ def deployments_release_for_user(*, user: AbstractBaseUser,
     Returns how many slots were released."""
     released = sum(
         deployment_release(deployment=deployment, reason=reason)
-        for deployment in Deployment.objects.filter(user_id=user.pk, status=ACTIVE)
+        for deployment in Deployment.objects.filter(user_id=user.pk,
+                                                    status__in=(ACTIVE, PENDING))
     )
     for slot in PoolContainer.objects.filter(owner_id=user.pk, status__in=HELD):
         released += slot_release(slot=slot)
@@ -236,6 +326,8 @@ def _held_slot(deployment: Deployment) -> PoolContainer:
     """The deployment's slot, fresh from the database, if the deployment is active and
     the slot still the user's; otherwise ``Released`` (and an orphan is ended)."""
     deployment.refresh_from_db(fields=["status", "released_at", "slot"])
+    if deployment.is_pending:
+        raise NotReady()
     if not deployment.is_active:
         raise Released()
     slot = PoolContainer.objects.select_related("runtime").filter(pk=deployment.slot_id).first()

@@ -47,8 +47,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             for deployment in selectors.deployments_for_user(user=_user(request))]
     return render(request, "deployments/dashboard.html", {
         "runtimes": _runtimes(),
-        "active": [row for row in rows if row["deployment"].is_active],
-        "released": [row for row in rows if not row["deployment"].is_active][:10],
+        "active": [row for row in rows if not row["deployment"].is_ended],
+        "released": [row for row in rows if row["deployment"].is_ended][:10],
     })
 
 
@@ -56,6 +56,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 def deployment_page(request: HttpRequest, pk: int) -> HttpResponse:
     deployment = _mine(request, pk)
+    if deployment.is_pending:  # each refresh of the waiting page may hand it a slot
+        services.deployments_serve_waiting(runtime_name=deployment.runtime_name)
+        deployment.refresh_from_db()
     files: list[dict[str, object]] = []
     logs: list[str] | None = []
     if deployment.is_active:
@@ -87,8 +90,12 @@ def deployment_launch(request: HttpRequest) -> HttpResponse:
     except PaasError as exc:
         messages.error(request, _explain(exc))
         return redirect("dashboard")
-    messages.success(request, f"Your {deployment.runtime_name} container is running on port "
-                              f"{deployment.port}. Upload your files below.")
+    if deployment.is_pending:
+        messages.info(request, f"Your {deployment.runtime_name} container is being prepared; "
+                               "this page refreshes by itself.")
+    else:
+        messages.success(request, f"Your {deployment.runtime_name} container is running on "
+                                  f"port {deployment.port}. Upload your files below.")
     return redirect("deployment", pk=deployment.pk)
 
 
@@ -164,7 +171,7 @@ def deployment_release(request: HttpRequest, pk: int) -> HttpResponse:
     """POST with ``confirmed=yes`` releases (the page's button sets it after a JS
     ``confirm()``); anything else shows the confirmation page."""
     deployment = _mine(request, pk)
-    if not deployment.is_active:
+    if deployment.is_ended:
         messages.info(request, "This deployment is already released.")
         return redirect("deployment", pk=pk)
     if request.method != "POST" or not ReleaseForm(request.POST).is_confirmed:

@@ -13,7 +13,10 @@ from pools.errors import PaasError
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, PaasError):
-        return _error(exc.status, exc.detail, exc.code, exc.fields)
+        answer = _error(exc.status, exc.detail, exc.code, exc.fields)
+        if exc.retry_after:
+            answer["Retry-After"] = str(exc.retry_after)
+        return answer
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

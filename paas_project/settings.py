@@ -59,6 +59,9 @@ PAAS_PASS_LEASE_SECONDS = env.int("PAAS_PASS_LEASE_SECONDS", default=300)
 PAAS_HISTORY_DAYS = env.int("PAAS_HISTORY_DAYS", default=30)
 # Memory (MiB) the host memory budget of a pool leaves to everything else.
 PAAS_MEMORY_RESERVE_MB = env.int("PAAS_MEMORY_RESERVE_MB", default=512)
+# Seconds a launch may wait, pending, for a container being built (first come, first
+# served) before it gives up with ended_reason "not_served".
+PAAS_CLAIM_WAIT = env.int("PAAS_CLAIM_WAIT", default=60)
 # Seconds before a deployment's expiry (lifetimes) from which its page warns the user.
 PAAS_EXPIRY_WARNING = env.int("PAAS_EXPIRY_WARNING", default=600)
 

@@ -8,6 +8,7 @@ with (see ``paas_project/api_errors.py``); commands print ``str(error)``.
 class PaasError(Exception):
     code = "error"
     status = 400
+    retry_after: int | None = None  # seconds, sent as Retry-After when set
 
     def __init__(self, detail: str = "", *, fields: dict[str, list[str]] | None = None):
         super().__init__(detail or self.__class__.__doc__ or self.code)
@@ -51,6 +52,7 @@ class PoolExhausted(PaasError):
 
     code = "pool_exhausted"
     status = 503
+    retry_after = 10
 
 
 class PortRangeExhausted(PaasError):

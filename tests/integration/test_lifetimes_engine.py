@@ -45,8 +45,9 @@ def test_used_deployment_stays_and_probed_only_one_is_culled(
     Deployment.objects.update(last_activity_at=past,
                               net_checked_at=timezone.now() - timedelta(seconds=60))
     MonitorPass.objects.create()  # a reconcile pass probes both
-    for deployment in (used, probed):
-        assert health.http_answers(deployment.port, timeout=2)
+    assert used.port is not None and probed.port is not None
+    for port in (used.port, probed.port):
+        assert health.http_answers(port, timeout=2)
     for _ in range(8):  # someone looks at alice's site
         assert http_get(used.port)[0] == 200
     lifetimes.deployments_cull()

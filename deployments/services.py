@@ -113,10 +113,10 @@ def _claim(*, user: AbstractBaseUser, runtime: Runtime) -> dict[str, object]:
 
 
 def slots_coming(*, runtime: Runtime) -> int:
-    """Slots of the runtime that will turn idle without anyone releasing one: those
-    being built now."""
-    return PoolContainer.objects.filter(
-        runtime=runtime, status__in=(SlotStatus.PROVISIONING, SlotStatus.RECYCLING)).count()
+    """Slots of the runtime free for waiting launches without anyone releasing one:
+    idle now, or being built."""
+    return PoolContainer.objects.filter(runtime=runtime, status__in=(
+        SlotStatus.IDLE, SlotStatus.PROVISIONING, SlotStatus.RECYCLING)).count()
 
 
 # --- waiting launches -----------------------------------------------------------------

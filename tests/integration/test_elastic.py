@@ -1,4 +1,4 @@
-"""Lifetimes on the real engine: the container's received-bytes counter tells a
+"""Elastic pools on the real engine. Lifetimes: the container's received-bytes counter tells a
 deployment someone uses from one only our health probes reach, and the cull releases
 the unused one with the reason in its history."""
 
@@ -56,3 +56,23 @@ def test_used_deployment_stays_and_probed_only_one_is_culled(
     assert (used.status, used.ended_reason) == ("active", "")
     assert (probed.status, probed.ended_reason) == ("released", "idle_timeout")
     assert PoolContainer.objects.get(pk=probed.slot_id).owner_id is None
+
+
+def test_a_waiting_launch_turns_running_on_a_real_container(
+        warm_pools: Callable, alice: AbstractUser) -> None:
+    """No idle container, one being built: the launch is pending, then runs and serves."""
+    from rest_framework.test import APIClient
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    from pools import services
+
+    warm_pools(nginx=0)
+    slot = services.slot_create(runtime=Runtime.objects.get(name="nginx"))  # being built
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(alice).access_token}")
+    response = client.post("/api/deployments/", {"runtime": "nginx"}, format="json")
+    assert response.status_code == 202 and response.json()["status"] == "pending"
+    assert services.slot_rebuild(slot_id=slot.pk, generation=slot.generation)  # the build
+    body = client.get(f"/api/deployments/{response.json()['id']}/").json()
+    assert (body["status"], body["port"]) == ("running", slot.port)
+    assert http_get(slot.port)[0] == 200

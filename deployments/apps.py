@@ -7,3 +7,7 @@ class DeploymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from deployments import signals  # noqa: F401  (a deactivated user's containers)
+        from deployments.services import pending_count
+        from pools.policy import demand_register
+
+        demand_register(pending_count)  # elastic pools build for waiting launches too

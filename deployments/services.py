@@ -31,9 +31,10 @@ from deployments.models import Deployment, EndedReason
 from pools import content, hostnames
 from pools.errors import InvalidInput, PoolExhausted
 from pools.models import PoolContainer, Runtime, SlotStatus
-from pools.policy import max_size, share_limit
+from pools.policy import ceiling, max_size, share_limit
 from pools.services import (
     HELD,
+    pool_converge_request,
     runtime_get,
     slot_claim,
     slot_content_changed,
@@ -77,10 +78,17 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
             )
         _check_share(user_id=user.pk, runtime=runtime)
         deployment = _claim_or_queue(user=user, runtime=runtime)
+    if settings.PAAS_ELASTIC:
+        pool_converge_request(runtime_name=runtime.name)  # refill now, not next pass
     if deployment.is_pending:
         deployments_serve_waiting(runtime_name=runtime.name)
         deployment.refresh_from_db()
     return deployment
+
+
+def pending_count(runtime_name: str) -> int:
+    """Launches of the runtime waiting for a container (the pools' demand source)."""
+    return Deployment.objects.filter(status=PENDING, runtime_name=runtime_name).count()
 
 
 def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime) -> Deployment:
@@ -114,9 +122,12 @@ def _claim(*, user: AbstractBaseUser, runtime: Runtime) -> dict[str, object]:
 
 def slots_coming(*, runtime: Runtime) -> int:
     """Slots of the runtime free for waiting launches without anyone releasing one:
-    idle now, or being built."""
-    return PoolContainer.objects.filter(runtime=runtime, status__in=(
+    idle now, being built, or (elastic pools) still to be built below the ceiling."""
+    free = PoolContainer.objects.filter(runtime=runtime, status__in=(
         SlotStatus.IDLE, SlotStatus.PROVISIONING, SlotStatus.RECYCLING)).count()
+    if settings.PAAS_ELASTIC:
+        free += max(0, ceiling(runtime=runtime) - runtime.slots.count())
+    return free
 
 
 # --- waiting launches -----------------------------------------------------------------

@@ -57,6 +57,9 @@ PAAS_CREATE_PARALLEL = env.int("PAAS_CREATE_PARALLEL", default=4)
 PAAS_PASS_LEASE_SECONDS = env.int("PAAS_PASS_LEASE_SECONDS", default=300)
 # Monitor-pass, recovery and finished task rows older than this are pruned (pool prune).
 PAAS_HISTORY_DAYS = env.int("PAAS_HISTORY_DAYS", default=30)
+# Elastic pools: grow ahead of demand (min idle, step, max total) and shrink after it
+# (idle ttl), a claim asking for a converge at once. Off: each pool keeps its size.
+PAAS_ELASTIC = env.bool("PAAS_ELASTIC", default=True)
 # Memory (MiB) the host memory budget of a pool leaves to everything else.
 PAAS_MEMORY_RESERVE_MB = env.int("PAAS_MEMORY_RESERVE_MB", default=512)
 # Seconds a launch may wait, pending, for a container being built (first come, first

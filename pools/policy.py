@@ -1,20 +1,26 @@
 """A runtime's scaling policy: its bounds (port range, host memory budget), their
 validation (``Runtime.clean()`` calls ``policy_check``), the per-user share of a pool,
-and the operators' ``pool set-policy``.
+the operators' ``pool set-policy``, and the sizes the pool converge aims at
+(``pool_targets``) when pools are elastic (``PAAS_ELASTIC``).
 
-Sizing itself (building up to ``min_idle``, trimming idle slots after ``idle_ttl``) is
-the pool converge's job; this module only says what the bounds are."""
+Elastic: keep ``min_idle`` containers idle (or being built) beyond those in use and
+those waiting launches need, building at least ``step`` at once when growing, never
+more than ``max_total``, the port range or the host memory budget; idle containers
+above that are removed after ``idle_ttl`` unused, longest-idle first."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import models
 
 from pools.errors import InvalidInput
-from pools.models import Runtime
+from pools.models import Runtime, SlotStatus
 
 MEMINFO = Path("/proc/meminfo")
 
@@ -52,6 +58,45 @@ def share_limit(*, runtime: Runtime) -> int:
     """How many containers of the pool one user may hold: ``max_share`` of its maximum
     size, at least one."""
     return max(1, math.floor(runtime.max_share * max_size(runtime=runtime) + 1e-9))
+
+
+# Who else wants containers of a runtime (launches waiting in deployments): pools does
+# not import deployments, so deployments registers a counter here at start-up.
+_demand_sources: list[Callable[[str], int]] = []
+
+
+def demand_register(source: Callable[[str], int]) -> None:
+    if source not in _demand_sources:
+        _demand_sources.append(source)
+
+
+def demand_waiting(*, runtime_name: str) -> int:
+    return sum(source(runtime_name) for source in _demand_sources)
+
+
+@dataclass(frozen=True)
+class Targets:
+    build_to: int  # create slots up to this many in all
+    trim_to: int  # idle slots above this many in all go after idle_ttl
+
+
+def ceiling(*, runtime: Runtime) -> int:
+    """The most containers the pool may have now: max total, ports, host memory."""
+    return min(max_size(runtime=runtime), memory_budget(runtime=runtime))
+
+
+def pool_targets(*, runtime: Runtime, total: int) -> Targets:
+    """What an elastic pool of ``total`` slots should grow to and shrink to."""
+    counts = {row["status"]: row["n"] for row in
+              runtime.slots.values("status").annotate(n=models.Count("pk"))}
+    free = sum(counts.get(s, 0) for s in (SlotStatus.IDLE, SlotStatus.PROVISIONING,
+                                           SlotStatus.RECYCLING))
+    in_use = total - free
+    wanted = max(runtime.pool_size,
+                 in_use + runtime.min_idle + demand_waiting(runtime_name=runtime.name))
+    top = max(runtime.pool_size, ceiling(runtime=runtime))
+    build_to = max(wanted, total + runtime.step) if wanted > total else wanted
+    return Targets(build_to=min(build_to, top), trim_to=min(wanted, top))
 
 
 def policy_check(*, runtime: Runtime) -> None:

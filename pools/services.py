@@ -48,6 +48,7 @@ from pools.errors import (
 )
 from pools.lease import lease_held
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
+from pools.policy import pool_targets
 from pools.runtimes import RUN_DIR_MB, writable_mounts
 from pools.states import (
     BUILDING,
@@ -196,29 +197,41 @@ def slot_create(*, runtime: Runtime) -> PoolContainer:
     raise PortRangeExhausted(f"{runtime.name}: could not reserve a port")
 
 
-def pool_converge(*, runtime: Runtime, wait: bool = False,
+def pool_converge(*, runtime: Runtime, wait: bool = False, trim_now: bool = False,
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Bring one pool to its size: create the missing slots, or delete idle slots above
     it (never an assigned one). The caller holds the pools lease (``pool_converge_locked``
     or the reconcile pass), so no two converges count at once. Slots created before a
-    ``PortRangeExhausted`` are kept and built; the error is raised afterwards."""
+    ``PortRangeExhausted`` are kept and built; the error is raised afterwards.
+
+    Elastic pools (``PAAS_ELASTIC``) size by ``pools.policy.pool_targets`` instead: idle
+    slots above the target go only after ``idle_ttl`` unused, unless ``trim_now`` (an
+    operator's explicit resize)."""
     total = runtime.slots.count()
+    build_to = trim_to = runtime.pool_size
+    idle_before = None
+    if settings.PAAS_ELASTIC:
+        targets = pool_targets(runtime=runtime, total=total)
+        build_to, trim_to = targets.build_to, targets.trim_to
+        if not trim_now:
+            idle_before = timezone.now() - timedelta(seconds=runtime.idle_ttl)
     created: list[PoolContainer] = []
     error: PaasError | None = None
     try:
-        while total + len(created) < runtime.pool_size:
+        while total + len(created) < build_to:
             created.append(slot_create(runtime=runtime))
     except PaasError as exc:
         error = exc
-    removed = slots_remove_idle(runtime=runtime, count=total - runtime.pool_size)
+    removed = slots_remove_idle(runtime=runtime, count=total - trim_to, idle_before=idle_before)
     _dispatch([(slot.pk, slot.generation) for slot in created], wait=wait, progress=progress)
     if error is not None:
         raise error
-    short = max(0, total - runtime.pool_size - removed)
+    short = max(0, total - trim_to - removed)
     return {"added": len(created), "removed": removed, "short": short, "slots": created}
 
 
 def pool_converge_locked(*, runtime_name: str, wait: bool = False, lease_wait: float = 0.0,
+                         trim_now: bool = False,
                          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``pool_converge`` under the pools lease (waiting up to ``lease_wait`` for it)."""
     with lease_held(wait=lease_wait) as holder:
@@ -229,7 +242,8 @@ def pool_converge_locked(*, runtime_name: str, wait: bool = False, lease_wait: f
             if progress:
                 progress(line)
 
-        return pool_converge(runtime=runtime, wait=wait, progress=renew_and_say)
+        return pool_converge(runtime=runtime, wait=wait, trim_now=trim_now,
+                             progress=renew_and_say)
 
 
 def pool_converge_request(*, runtime_name: str) -> None:
@@ -277,15 +291,19 @@ def pool_set_size(*, runtime_name: str, size: int, wait: bool = False) -> dict[s
     if not wait:
         pool_converge_request(runtime_name=runtime.name)
         return {"added": 0, "removed": 0, "short": 0}
-    result = pool_converge_locked(runtime_name=runtime.name, wait=True,
+    result = pool_converge_locked(runtime_name=runtime.name, wait=True, trim_now=True,
                                   lease_wait=COMMAND_LEASE_WAIT)
     return {key: result[key] for key in ("added", "removed", "short")}
 
 
-def slots_remove_idle(*, runtime: Runtime, count: int) -> int:
-    """Delete up to ``count`` idle slots (highest ports first) and their containers."""
+def slots_remove_idle(*, runtime: Runtime, count: int, idle_before: Any = None) -> int:
+    """Delete up to ``count`` idle slots (highest ports first) and their containers;
+    with ``idle_before``, only those idle since before then, longest-idle first."""
     removed = 0
-    for slot in runtime.slots.filter(status=S.IDLE).order_by("-port")[:max(0, count)]:
+    idle = runtime.slots.filter(status=S.IDLE).order_by("-port")
+    if idle_before is not None:
+        idle = idle.filter(status_changed_at__lt=idle_before).order_by("status_changed_at")
+    for slot in idle[:max(0, count)]:
         # Conditional delete: a slot claimed (or rebuilt) a moment ago is left alone.
         if PoolContainer.objects.filter(pk=slot.pk, status=S.IDLE,
                                         generation=slot.generation).delete()[0]:

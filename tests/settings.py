@@ -31,6 +31,9 @@ for _name in ("PAAS_ADMIN_USER", "PAAS_ADMIN_PASSWORD"):
     os.environ.pop(_name, None)
 os.environ.setdefault("PAAS_POOL_SIZES", "nginx=2,apache=1,python=1,node=1")
 os.environ.setdefault("PAAS_TASKS_INLINE", "true")
+# Fixed-size pools unless a test (or PAAS_ELASTIC=true for the run) asks for elastic ones:
+# most tests count exact pools.
+os.environ.setdefault("PAAS_ELASTIC", "false")
 os.environ.setdefault("PAAS_BIND_IP", "127.0.0.1")
 # No Caddy unless a test starts its own (tests/integration/test_proxy.py's fixture).
 os.environ.setdefault("PAAS_CADDY_ADMIN", "")

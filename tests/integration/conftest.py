@@ -61,10 +61,11 @@ def warm_pools(transactional_db: None) -> Callable[..., dict[str, list[PoolConta
     return warm
 
 
-def http_get(port: int, path: str = "/", *, timeout: float = 15.0,
+def http_get(port: int | None, path: str = "/", *, timeout: float = 15.0,
              expect: str | None = None) -> tuple[int, str]:
     """GET http://127.0.0.1:port/path, retrying until it answers (and, with ``expect``,
     until the body contains it) or ``timeout`` passes. Returns (status, body)."""
+    assert port is not None, "no port: the deployment is still pending"
     deadline = time.monotonic() + timeout
     last: tuple[int, str] = (0, "")
     while True:

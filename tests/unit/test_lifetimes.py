@@ -16,8 +16,8 @@ from rest_framework.test import APIClient
 from accounts.models import Quota
 from deployments import lifetimes
 from deployments.models import Deployment
-from pools.engine import FakeEngine
 from pools.models import MonitorPass, PoolContainer, Runtime, SlotStatus
+from tests.fakes import FakeEngine
 
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)

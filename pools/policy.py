@@ -91,11 +91,12 @@ def pool_targets(*, runtime: Runtime, total: int) -> Targets:
               runtime.slots.values("status").annotate(n=models.Count("pk"))}
     free = sum(counts.get(s, 0) for s in (SlotStatus.IDLE, SlotStatus.PROVISIONING,
                                            SlotStatus.RECYCLING))
-    in_use = total - free
-    wanted = max(runtime.pool_size,
-                 in_use + runtime.min_idle + demand_waiting(runtime_name=runtime.name))
+    demand = sum(counts.values()) - free + demand_waiting(runtime_name=runtime.name)
+    wanted = max(runtime.pool_size, demand + runtime.min_idle)
     top = max(runtime.pool_size, ceiling(runtime=runtime))
-    build_to = max(wanted, total + runtime.step) if wanted > total else wanted
+    # Growing for demand builds a step at once, ahead of the next claims; the first
+    # fill of an unused pool builds min idle only.
+    build_to = max(wanted, total + runtime.step) if wanted > total and demand else wanted
     return Targets(build_to=min(build_to, top), trim_to=min(wanted, top))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import AbstractUser
@@ -76,3 +77,27 @@ def test_a_waiting_launch_turns_running_on_a_real_container(
     body = client.get(f"/api/deployments/{response.json()['id']}/").json()
     assert (body["status"], body["port"]) == ("running", slot.port)
     assert http_get(slot.port)[0] == 200
+
+
+def test_an_elastic_pool_grows_for_a_class_and_stops_at_max_total(
+        settings: Any, warm_pools: Callable, make_user: Callable[..., AbstractUser]) -> None:
+    from rest_framework.test import APIClient
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    settings.PAAS_ELASTIC = True
+    warm_pools(nginx=2)
+    Runtime.objects.filter(name="nginx").update(max_total=5, step=2)
+    answers = []
+    for n in range(6):
+        client = APIClient()
+        token = RefreshToken.for_user(make_user(f"s{n}")).access_token
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        response = client.post("/api/deployments/", {"runtime": "nginx"}, format="json")
+        answers.append(response.status_code)
+        if response.status_code in (201, 202):
+            body = client.get(f"/api/deployments/{response.json()['id']}/").json()
+            assert body["status"] == "running"
+            assert http_get(body["port"])[0] == 200
+    assert set(answers[:5]) <= {201, 202}  # each got a container, at once or after a wait
+    assert answers[5] == 503
+    assert PoolContainer.objects.filter(runtime__name="nginx").count() == 5

@@ -257,7 +257,9 @@ def pool_add(*, runtime_name: str, count: int, wait: bool = False,
     ``count``, and it converges to that (now with ``wait``, else in a task). Returns the
     slots created when waiting."""
     runtime = runtime_get(name=runtime_name)
-    Runtime.objects.filter(pk=runtime.pk).update(pool_size=runtime.slots.count() + count)
+    # Elastic: the size is the idle floor beyond those in use, so it grows by ``count``.
+    base = runtime.pool_size if settings.PAAS_ELASTIC else runtime.slots.count()
+    Runtime.objects.filter(pk=runtime.pk).update(pool_size=base + count)
     if not wait:
         pool_converge_request(runtime_name=runtime.name)
         return []

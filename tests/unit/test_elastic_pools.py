@@ -30,10 +30,12 @@ def elastic(settings: SettingsWrapper, warm: Callable) -> Callable[..., Runtime]
     def make(*, min_idle: int = 2, max_total: int = 6, step: int = 2,
              idle_ttl: int = 600) -> Runtime:
         settings.PAAS_ELASTIC = True
-        warm("nginx", min_idle)
         Runtime.objects.filter(name="nginx").update(
-            pool_size=min_idle, max_total=max_total, step=step, idle_ttl=idle_ttl)
-        return Runtime.objects.get(name="nginx")
+            pool_size=0, max_total=max_total, step=step, idle_ttl=idle_ttl)
+        warm("nginx", min_idle)  # the size grows to min idle, and so many are built
+        runtime = Runtime.objects.get(name="nginx")
+        assert (runtime.min_idle, runtime.slots.count()) == (min_idle, min_idle)
+        return runtime
 
     return make
 
@@ -126,3 +128,13 @@ def test_fixed_pools_when_elastic_is_off(settings: SettingsWrapper, warm: Callab
     Runtime.objects.filter(name="nginx").update(pool_size=2, max_total=10)
     assert launch(api, alice) == 201
     assert counts() == {S.IDLE: 1, S.ASSIGNED: 1}
+
+
+def test_pool_add_adds_that_many_beside_those_in_use(
+        elastic: Callable[..., Runtime], alice: AbstractUser,
+        api: Callable[..., APIClient]) -> None:
+    elastic(min_idle=2, max_total=20, step=1)
+    assert launch(api, alice) == 201  # one in use, two idle
+    assert counts() == {S.IDLE: 2, S.ASSIGNED: 1}
+    services.pool_add(runtime_name="nginx", count=2, wait=True)
+    assert counts() == {S.IDLE: 4, S.ASSIGNED: 1}

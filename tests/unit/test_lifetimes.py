@@ -215,3 +215,11 @@ def test_the_cull_is_scheduled_every_minute() -> None:
     lifetimes.cull_schedule_install()
     schedule = Schedule.objects.get(name="paas-cull")
     assert (schedule.func, schedule.minutes) == ("deployments.tasks.cull", 1)
+
+
+def test_operators_see_when_each_deployment_expires(running: Deployment, operator: Client) -> None:
+    url = "/admin/deployments/deployment/"
+    assert 'class="field-expires">-</td>' in operator.get(url).content.decode()  # off
+    policy(max_age=3600)
+    page = operator.get(url).content.decode()
+    assert "column-expires" in page and 'class="field-expires">-</td>' not in page

@@ -21,9 +21,9 @@ from django.utils import timezone
 from accounts.models import Quota
 from deployments.errors import ExtendRefused
 from deployments.models import Deployment, EndedReason
-from pools.engine import get_engine
 from pools.errors import EngineError
 from pools.models import MonitorPass, Recovery, Runtime
+from pools.services import slot_rx_bytes
 
 log = logging.getLogger(__name__)
 ACTIVE = Deployment.Status.ACTIVE
@@ -146,10 +146,10 @@ def _sample_activity(deployment: Deployment, runtime: Runtime | None) -> None:
     """Read the container's received-bytes counter; growth beyond what our probes and
     background chatter explain since the last look is use."""
     slot = deployment.slot
-    if slot is None or not slot.container_id:
+    if slot is None:
         return
     try:
-        rx = get_engine().network_rx_bytes(slot.container_id)
+        rx = slot_rx_bytes(slot=slot)
     except EngineError as exc:  # no verdict this time; the next pass looks again
         log.warning("could not read the network counter of %s: %s", deployment, exc)
         return

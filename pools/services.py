@@ -662,6 +662,14 @@ def slot_content_sync_safely(*, slot: PoolContainer) -> bool:
         return False
 
 
+def slot_rx_bytes(*, slot: PoolContainer) -> int | None:
+    """Bytes the slot's container has received since it started (requests reaching
+    it); None when it has none."""
+    if not slot.container_id:
+        return None
+    return get_engine().network_rx_bytes(slot.container_id)
+
+
 def slot_logs(*, slot: PoolContainer, tail: int = 100) -> str:
     if not slot.container_id:
         return ""

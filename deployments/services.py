@@ -43,6 +43,7 @@ from pools.services import (
     slot_release,
     slot_restart,
 )
+from pools.states import BUILDING, CLAIMABLE
 
 log = logging.getLogger(__name__)
 ACTIVE = Deployment.Status.ACTIVE
@@ -123,8 +124,8 @@ def _claim(*, user: AbstractBaseUser, runtime: Runtime) -> dict[str, object]:
 def slots_coming(*, runtime: Runtime) -> int:
     """Slots of the runtime free for waiting launches without anyone releasing one:
     idle now, being built, or (elastic pools) still to be built below the ceiling."""
-    free = PoolContainer.objects.filter(runtime=runtime, status__in=(
-        SlotStatus.IDLE, SlotStatus.PROVISIONING, SlotStatus.RECYCLING)).count()
+    free = PoolContainer.objects.filter(runtime=runtime,
+                                        status__in=(CLAIMABLE, *BUILDING)).count()
     if settings.PAAS_ELASTIC:
         free += max(0, ceiling(runtime=runtime) - runtime.slots.count())
     return free

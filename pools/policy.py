@@ -20,7 +20,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from pools.errors import InvalidInput
-from pools.models import Runtime, SlotStatus
+from pools.models import Runtime
+from pools.states import BUILDING, CLAIMABLE
 
 MEMINFO = Path("/proc/meminfo")
 
@@ -89,8 +90,7 @@ def pool_targets(*, runtime: Runtime, total: int) -> Targets:
     """What an elastic pool of ``total`` slots should grow to and shrink to."""
     counts = {row["status"]: row["n"] for row in
               runtime.slots.values("status").annotate(n=models.Count("pk"))}
-    free = sum(counts.get(s, 0) for s in (SlotStatus.IDLE, SlotStatus.PROVISIONING,
-                                           SlotStatus.RECYCLING))
+    free = sum(counts.get(s, 0) for s in (CLAIMABLE, *BUILDING))
     demand = sum(counts.values()) - free + demand_waiting(runtime_name=runtime.name)
     wanted = max(runtime.pool_size, demand + runtime.min_idle)
     top = max(runtime.pool_size, ceiling(runtime=runtime))

@@ -7,7 +7,8 @@ class DeploymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from deployments import signals  # noqa: F401  (a deactivated user's containers)
-        from deployments.services import pending_count
-        from pools.policy import demand_register
+        from deployments.services import pending_count, serve_waiting_for
+        from pools.policy import demand_register, idle_listen
 
         demand_register(pending_count)  # elastic pools build for waiting launches too
+        idle_listen(serve_waiting_for)  # a slot turned idle: the oldest waiting takes it

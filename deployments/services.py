@@ -87,6 +87,11 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
     return deployment
 
 
+def serve_waiting_for(runtime_name: str) -> int:
+    """The pools' idle listener: a slot of the runtime turned idle."""
+    return deployments_serve_waiting(runtime_name=runtime_name)
+
+
 def pending_count(runtime_name: str) -> int:
     """Launches of the runtime waiting for a container (the pools' demand source)."""
     return Deployment.objects.filter(status=PENDING, runtime_name=runtime_name).count()
@@ -194,7 +199,9 @@ def _check_share(*, user_id: int, runtime: Runtime) -> None:
             "release one first")
 
 
-_sqlite_claims = threading.Lock()
+# Re-entrant: a claim's commit may run a build inline (tests) whose end serves waiting
+# launches in the same thread.
+_sqlite_claims = threading.RLock()
 
 
 def _claim_serializer() -> AbstractContextManager[object]:

@@ -10,6 +10,7 @@ above that are removed after ``idle_ttl`` unused, longest-idle first."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pools.models import Runtime
 from pools.states import BUILDING, CLAIMABLE
 
 MEMINFO = Path("/proc/meminfo")
+log = logging.getLogger(__name__)
 
 
 def host_memory_available_mb() -> int:
@@ -73,6 +75,26 @@ def demand_register(source: Callable[[str], int]) -> None:
 
 def demand_waiting(*, runtime_name: str) -> int:
     return sum(source(runtime_name) for source in _demand_sources)
+
+
+# Who wants to hear that a slot of a runtime turned idle (deployments hands it to the
+# oldest waiting launch at once), registered the same way.
+_idle_listeners: list[Callable[[str], object]] = []
+
+
+def idle_listen(listener: Callable[[str], object]) -> None:
+    if listener not in _idle_listeners:
+        _idle_listeners.append(listener)
+
+
+def idle_announce(*, runtime_name: str) -> None:
+    """A slot of the runtime turned idle. A listener's failure is logged, never the
+    build's: waiting launches are also served on their next poll."""
+    for listener in _idle_listeners:
+        try:
+            listener(runtime_name)
+        except Exception:
+            log.exception("idle listener %s failed for %s", listener, runtime_name)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from pools.errors import (
 )
 from pools.lease import lease_held
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
-from pools.policy import pool_targets
+from pools.policy import idle_announce, pool_targets
 from pools.runtimes import RUN_DIR_MB, writable_mounts
 from pools.states import (
     BUILDING,
@@ -507,6 +507,8 @@ def _finish(slot: PoolContainer, container_id: str) -> bool:
         get_engine().remove(container_id)
         return False
     _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
+    if not recovering:
+        idle_announce(runtime_name=slot.runtime.name)  # a waiting launch takes it now
     if recovering:
         # Pushed after the slot is assigned again, so an upload that landed in the store
         # while we were recovering reaches the container too (by this push or its own).

@@ -146,3 +146,13 @@ def test_the_page_says_it_is_being_prepared_and_refreshes(alice: AbstractUser) -
     deployment = Deployment.objects.get(user=alice)
     html = page.get(f"/deployments/{deployment.pk}/").content.decode()
     assert 'id="preparing"' not in html and f":{slot.port}/" in html
+
+
+def test_a_finished_build_serves_the_oldest_waiting_launch_at_once(
+        alice: AbstractUser, api: Callable[..., APIClient]) -> None:
+    slot = being_built()[0]
+    _, body, _ = launch(api(alice))
+    assert services.slot_rebuild(slot_id=slot.pk, generation=slot.generation)
+    # no poll: the build's end handed the slot over
+    deployment = Deployment.objects.get(pk=body["id"])
+    assert (deployment.status, deployment.slot_id) == ("active", slot.pk)

@@ -107,7 +107,7 @@ def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime) -> Deployment:
                                              **_claim(user=user, runtime=runtime))
         except PoolExhausted:
             pass
-    if slots_coming(runtime=runtime) <= waiting:
+    if settings.PAAS_CLAIM_WAIT <= 0 or slots_coming(runtime=runtime) <= waiting:
         raise PoolExhausted(f"no idle {runtime.name} container is available right now; "
                             "try again in a moment")
     return Deployment.objects.create(user_id=user.pk, runtime_name=runtime.name,

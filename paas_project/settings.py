@@ -63,7 +63,7 @@ PAAS_ELASTIC = env.bool("PAAS_ELASTIC", default=True)
 # Memory (MiB) the host memory budget of a pool leaves to everything else.
 PAAS_MEMORY_RESERVE_MB = env.int("PAAS_MEMORY_RESERVE_MB", default=512)
 # Seconds a launch may wait, pending, for a container being built (first come, first
-# served) before it gives up with ended_reason "not_served".
+# served) before it gives up with ended_reason "not_served"; 0: launches never wait.
 PAAS_CLAIM_WAIT = env.int("PAAS_CLAIM_WAIT", default=60)
 # Seconds before a deployment's expiry (lifetimes) from which its page warns the user.
 PAAS_EXPIRY_WARNING = env.int("PAAS_EXPIRY_WARNING", default=600)

@@ -63,6 +63,10 @@ class LiveStack:
             "PAAS_AUTH_THROTTLE": "10000/min",
             "PAAS_LOGIN_FAILURE_LIMIT": "50",
             "PAAS_CADDY_ADMIN": "",  # plain HTTP on the stack's port unless a test adds Caddy
+            # Fixed pools and launches that never wait, which these stacks' tests count
+            # on; an elastic stack passes PAAS_ELASTIC/PAAS_CLAIM_WAIT in extra_env.
+            "PAAS_ELASTIC": "false",
+            "PAAS_CLAIM_WAIT": "0",
             **(extra_env or {}),
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}

@@ -156,3 +156,11 @@ def test_a_finished_build_serves_the_oldest_waiting_launch_at_once(
     # no poll: the build's end handed the slot over
     deployment = Deployment.objects.get(pk=body["id"])
     assert (deployment.status, deployment.slot_id) == ("active", slot.pk)
+
+
+def test_no_waiting_when_claim_wait_is_zero(settings: SettingsWrapper, alice: AbstractUser,
+                                            api: Callable[..., APIClient]) -> None:
+    settings.PAAS_CLAIM_WAIT = 0
+    being_built()
+    code, body, headers = launch(api(alice))
+    assert (code, body["code"]) == (503, "pool_exhausted") and "Retry-After" in headers

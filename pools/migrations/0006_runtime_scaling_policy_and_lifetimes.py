@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pools', '0004_slot_state_machine'),
+        ('pools', '0005_slot_hostnames'),
     ]
 
     operations = [

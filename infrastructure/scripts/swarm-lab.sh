@@ -177,16 +177,16 @@ cmd_env() {
   [ -f "$STATE/env" ] || die "no lab $LAB"
   # shellcheck disable=SC1091
   . "$STATE/env"
-  local n sockets="" addrs=""
+  local n nodes="" addrs=""
   for n in $(seq 1 "$NODES"); do
     node_names "$LAB" "$n"
-    sockets="$sockets${sockets:+,}unix://$SOCK"
+    nodes="$nodes${nodes:+,}$ADDR=unix://$SOCK"
     addrs="$addrs${addrs:+,}$ADDR"
   done
   node_names "$LAB" 1
   echo "PAAS_SWARM_LAB=$LAB"
   echo "PAAS_SWARM_MANAGER=unix://$SOCK"
-  echo "PAAS_SWARM_NODE_SOCKETS=$sockets"
+  echo "PAAS_SWARM_NODES=$nodes"
   echo "PAAS_SWARM_NODE_ADDRS=$addrs"
 }
 

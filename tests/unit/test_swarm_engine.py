@@ -1,0 +1,93 @@
+"""The swarm backend without a swarm: the slot records its node and its URL and health
+probe use the node's address; the service spec carries the hardening; task states map
+to Docker's container words (a task on a down or drained node is dead)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.contrib.auth.models import AbstractUser
+
+from deployments import selectors
+from deployments import services as deployment_services
+from pools import health
+from pools.engine import ContainerSpec
+from pools.engine.swarm import Node, _current_task, _service_kwargs, _task_status
+from tests.fakes import FakeEngine
+
+pytestmark = pytest.mark.django_db(transaction=True)
+UP = Node(id="n1", addr="10.9.0.11", ready=True, active=True)
+
+
+def test_slot_records_its_node_and_its_url_and_probe_use_it(
+        fake_engine: FakeEngine, warm: Callable, alice: AbstractUser,
+        monkeypatch: pytest.MonkeyPatch, settings) -> None:
+    settings.PAAS_PUBLIC_HOST = "paas.example.org"
+    probed: list[str] = []
+
+    def answers(port: int, **kw: str) -> bool:
+        probed.append(kw.get("host", ""))
+        return True
+
+    monkeypatch.setattr(health, "http_answers", answers)
+    fake_engine.node_addr = "10.9.0.12"
+    [slot] = warm("nginx", 1)
+    assert (slot.node_id, slot.node_addr) == ("node-10.9.0.12", "10.9.0.12")
+    assert set(probed) == {"10.9.0.12"}
+    deployment = deployment_services.deployment_create(user=alice, runtime_name="nginx")
+    url = selectors.deployment_url(deployment=deployment, request_host="paas.example.org")
+    assert url == f"http://10.9.0.12:{slot.port}/"
+
+
+def test_single_engine_urls_keep_the_public_host(
+        fake_engine: FakeEngine, warm: Callable, alice: AbstractUser, settings) -> None:
+    settings.PAAS_PUBLIC_HOST = "paas.example.org"
+    [slot] = warm("nginx", 1)
+    assert slot.node_addr == ""
+    deployment = deployment_services.deployment_create(user=alice, runtime_name="nginx")
+    url = selectors.deployment_url(deployment=deployment, request_host="x")
+    assert url == f"http://paas.example.org:{slot.port}/"
+
+
+def test_service_spec_is_hardened_and_not_pinned() -> None:
+    spec = ContainerSpec(name="paas-t-nginx-8000-g1", image="paas/nginx:x",
+                         labels={"paas.instance": "t"}, internal_port=80, host_port=8000,
+                         mem_limit_mb=64, cpus=0.5, pids_limit=100, cap_add=["SETUID"])
+    kwargs = _service_kwargs(spec)
+    assert kwargs["cap_drop"] == ["ALL"] and kwargs["cap_add"] == ["CAP_SETUID"]
+    assert kwargs["constraints"] == ["node.labels.paas.pool==true"]
+    assert kwargs["endpoint_spec"]["Ports"] == [
+        {"PublishedPort": 8000, "TargetPort": 80, "Protocol": "tcp", "PublishMode": "host"}]
+    assert kwargs["resources"]["Limits"] == {
+        "NanoCPUs": 500_000_000, "MemoryBytes": 64 << 20, "Pids": 100}
+    assert kwargs["restart_policy"]["Condition"] == "none"
+    assert kwargs["labels"] == kwargs["container_labels"] == {"paas.instance": "t"}
+
+
+def task(state: str, desired: str = "running", created: str = "2026-01-01T00:00:00.5Z") -> dict:
+    return {"Status": {"State": state}, "DesiredState": desired, "CreatedAt": created}
+
+
+@pytest.mark.parametrize("the_task, node, status", [
+    (task("running"), UP, "running"),
+    (task("preparing"), UP, "created"),
+    (None, UP, "created"),
+    (task("running"), Node(id="n1", addr="a", ready=False, active=True), "exited"),
+    (task("running"), Node(id="n1", addr="a", ready=True, active=False), "exited"),
+    (task("running", desired="shutdown"), UP, "exited"),
+    (task("failed", desired="shutdown"), UP, "exited"),
+    (task("rejected"), UP, "exited"),
+])
+def test_task_states_map_to_container_words(the_task: dict | None, node: Node,
+                                             status: str) -> None:
+    assert _task_status(the_task, node) == status
+
+
+def test_current_task_is_the_wanted_one_else_the_newest() -> None:
+    old = task("shutdown", "shutdown", "2026-01-01T00:00:00.5Z")
+    new = task("failed", "shutdown", "2026-01-01T00:00:00.51Z")  # "5Z" > "51Z" as text
+    assert _current_task([old, new]) is new
+    wanted = task("running", "running", "2026-01-01T00:00:00.1Z")
+    assert _current_task([old, wanted, new]) is wanted
+    assert _current_task([]) is None

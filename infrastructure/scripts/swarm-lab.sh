@@ -3,7 +3,8 @@
 #
 #   swarm-lab.sh up N [IMAGE...]   make a lab of N nodes, load IMAGEs into each, print its env
 #   swarm-lab.sh env LAB           print a running lab's env (PAAS_SWARM_* lines)
-#   swarm-lab.sh stop LAB NODE     stop one node's dockerd (a lost node); `start` brings it back
+#   swarm-lab.sh stop LAB NODE     kill one node's dockerd and its containers (a lost node)
+#   swarm-lab.sh start LAB NODE    start it again on the same data (the node comes back)
 #   swarm-lab.sh down LAB          remove everything the lab made
 #
 # Each node is a dockerd in its own network namespace with a veth into a bridge of the lab,
@@ -40,9 +41,9 @@ node_names() {  # sets the names of node $2 of lab $1
 
 # A /24 in 10.77-10.78.x.0 that no route of the host uses (not even another lab's).
 pick_subnet() {
-  local routes candidate i
+  local routes candidate _
   routes=$(ip -4 route show table all)
-  for i in $(seq 0 200); do
+  for _ in $(seq 0 200); do
     candidate="10.$((77 + (RANDOM % 2))).$((1 + RANDOM % 250))"
     if ! grep -q "^$candidate\.0/24\|[^0-9]$candidate\.0/24" <<<"$routes" \
         && ! grep -rqs "SUBNET=$candidate\$" "$STATE_ROOT"/*/env; then
@@ -105,6 +106,10 @@ start_node() {
   ip netns exec "$NS" ip link set lo up
   ip netns exec "$NS" ip route add default via "$SUBNET.1"
   mkdir -p "$DATA" "$EXEC"
+  launch_dockerd
+}
+
+launch_dockerd() {  # the node's engine, inside its namespace (node_names set)
   # `ip netns exec` gives the node its own /sys, so it needs its own cgroup mounts: the
   # host's controllers again (v1 or v2, as the host has them), so limits are real.
   # --icc=false: user containers do not talk to each other (like our bridge network);
@@ -114,7 +119,7 @@ start_node() {
     ip netns exec "$NS" sh -c "$(cgroup_mounts) && exec dockerd \
       --data-root '$DATA' --exec-root '$EXEC' --pidfile '$PIDFILE' -H 'unix://$SOCK' \
       --cgroup-parent 'pl-$LAB-$NODE' --icc=false --no-new-privileges \
-      --iptables=true --userland-proxy=false" >"$STATE/$NODE.log" 2>&1 &
+      --iptables=true --userland-proxy=false" >>"$STATE/$NODE.log" 2>&1 &
   echo $! >"$STATE/$NODE.launcher"
 }
 
@@ -139,8 +144,8 @@ cgroup_mounts() {
 
 wait_node() {
   node_names "$LAB" "$1"
-  local i
-  for i in $(seq 1 120); do
+  local _
+  for _ in $(seq 1 120); do
     dk version >/dev/null 2>&1 && return 0
     kill -0 "$(cat "$STATE/$NODE.launcher")" 2>/dev/null || break
     sleep 0.5
@@ -178,7 +183,7 @@ cmd_env() {
   # shellcheck disable=SC1091
   . "$STATE/env"
   local n nodes="" addrs=""
-  for n in $(seq 1 "$NODES"); do
+  for n in $(seq 1 "${NODES:?}"); do
     node_names "$LAB" "$n"
     nodes="$nodes${nodes:+,}$ADDR=unix://$SOCK"
     addrs="$addrs${addrs:+,}$ADDR"
@@ -190,12 +195,22 @@ cmd_env() {
   echo "PAAS_SWARM_NODE_ADDRS=$addrs"
 }
 
+cmd_start() {  # a node that comes back: its engine again, same data (it rejoins)
+  lab_names "${1:?usage: start LAB NODE}"
+  # shellcheck disable=SC1091
+  . "$STATE/env"
+  node_names "$LAB" "${2:?node number}"
+  unmount_under "$EXEC"
+  launch_dockerd
+  wait_node "$2"
+}
+
 cmd_stop() {  # a lost node: its engine (and so its containers) stop
   lab_names "${1:?usage: stop LAB NODE}"
   # shellcheck disable=SC1091
   . "$STATE/env"
   node_names "$LAB" "${2:?node number}"
-  [ -f "$PIDFILE" ] && kill -9 "$(cat "$PIDFILE")" 2>/dev/null || true
+  if [ -f "$PIDFILE" ]; then kill -9 "$(cat "$PIDFILE")" 2>/dev/null || true; fi
   # dockerd -9 leaves its containerd and shims: stop them so the containers die too.
   pkill_tree_in_ns
 }
@@ -235,9 +250,8 @@ cmd_down() {
 
 unmount_under() {  # mounts a killed dockerd left (overlay, shm, netns files)
   local dir=$1 mnt
-  for mnt in $(awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r); do
-    umount -l "$mnt" 2>/dev/null || true
-  done
+  awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r |
+    while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
 }
 
 remove_cgroups() {  # the empty cgroups of the node's containers (cgroup-parent)
@@ -248,6 +262,7 @@ case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   env) cmd_env "${2:-}" ;;
   stop) cmd_stop "${2:-}" "${3:-}" ;;
+  start) cmd_start "${2:-}" "${3:-}" ;;
   down) cmd_down "${2:-}" ;;
-  *) die "usage: $0 up N [IMAGE...] | env LAB | stop LAB NODE | down LAB" ;;
+  *) die "usage: $0 up N [IMAGE...] | env LAB | stop LAB NODE | start LAB NODE | down LAB" ;;
 esac

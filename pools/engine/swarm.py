@@ -218,9 +218,11 @@ class SwarmEngine:
             now = {info.id: info for info in self.list_managed(instance)}
             for service_id, before in last.items():
                 after = now.get(service_id)
+                if not before.running:
+                    continue  # reported already, or never ran
                 if after is None:
                     yield EngineEvent("destroy", service_id, before.labels)
-                elif before.running and not after.running:
+                elif not after.running:
                     yield EngineEvent("die", service_id, after.labels)
             last = now
             time.sleep(self.poll_interval)

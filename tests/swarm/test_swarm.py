@@ -11,6 +11,7 @@ one-replica services spread over the lab's nodes.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -223,3 +224,23 @@ def test_a_lost_node_costs_seconds_and_no_files(
         assert recovery and recovery["outcome"] == "succeeded", recovery
     for user, deployment, marker in sites:
         assert marker in fetch(user.show(deployment)["url"])
+    # The node comes back: its engine stops the old containers, and no slot has two.
+    swarm_lab.script("start", swarm_lab.id, str(swarm_lab.node_number(lost)))
+    wait_for("every slot has one running container",
+             partial(one_container_per_slot, swarm_lab, stack.instance), timeout=60)
+    for user, deployment, marker in sites:
+        assert marker in fetch(user.show(deployment)["url"])
+
+
+def one_container_per_slot(lab: Lab, instance: str) -> bool:
+    """Running containers of the instance on all nodes, at most one per slot."""
+    seen: list[str] = []
+    for url in lab.env["PAAS_SWARM_NODES"].split(","):
+        out = subprocess.run(
+            ["docker", "-H", url.split("=", 1)[1], "ps", "--filter",
+             f"label=paas.instance={instance}", "--format", '{{.Label "paas.slot"}}'],
+            capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            return False  # the node is not answering yet
+        seen += out.stdout.split()
+    return len(seen) == len(set(seen)) == POOL

@@ -4,6 +4,7 @@ to Docker's container words (a task on a down or drained node is dead)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -12,8 +13,14 @@ from django.contrib.auth.models import AbstractUser
 from deployments import selectors
 from deployments import services as deployment_services
 from pools import health
-from pools.engine import ContainerSpec
-from pools.engine.swarm import Node, _current_task, _service_kwargs, _task_status
+from pools.engine import ContainerInfo, ContainerSpec
+from pools.engine.swarm import (
+    Node,
+    SwarmEngine,
+    _current_task,
+    _service_kwargs,
+    _task_status,
+)
 from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,3 +98,25 @@ def test_current_task_is_the_wanted_one_else_the_newest() -> None:
     wanted = task("running", "running", "2026-01-01T00:00:00.1Z")
     assert _current_task([old, wanted, new]) is wanted
     assert _current_task([]) is None
+
+
+def test_events_report_a_service_that_stopped_running_or_vanished(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker has no task events: the poll turns state changes into die/destroy."""
+    def info(service: str, status: str) -> ContainerInfo:
+        return ContainerInfo(id=service, name=service, labels={"paas.slot": service[-1]},
+                             status=status)
+
+    polls = iter([
+        [info("s1", "running"), info("s2", "running"), info("s3", "created")],
+        [info("s1", "exited"), info("s2", "running"), info("s3", "running")],  # s1 died
+        [info("s3", "running")],  # s1 and s2 removed: s1 was reported already
+        [info("s3", "running")],
+        [info("s3", "exited")],
+    ])
+    engine = SwarmEngine.__new__(SwarmEngine)
+    engine.poll_interval = 0
+    monkeypatch.setattr(engine, "list_managed", lambda instance: next(polls))
+    events = engine.events("t")
+    seen = [(e.action, e.container_id, e.labels["paas.slot"]) for e in itertools.islice(events, 3)]
+    assert seen == [("die", "s1", "1"), ("destroy", "s2", "2"), ("die", "s3", "3")]

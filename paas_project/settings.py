@@ -298,6 +298,13 @@ Q_CLUSTER = {
     "ack_failures": True,
     "log_level": "INFO",
 }
+# Redis as the task broker for installations with several worker processes or hosts
+# (the ORM broker stays the default). Redis does not re-deliver the task of a killed
+# worker: the reconcile pass retries a slot stuck in a busy state instead.
+PAAS_REDIS_URL = env.str("PAAS_REDIS_URL", default="")
+if PAAS_REDIS_URL:
+    del Q_CLUSTER["orm"]
+    Q_CLUSTER["redis"] = PAAS_REDIS_URL
 
 LOGGING = {
     "version": 1,

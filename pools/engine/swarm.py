@@ -274,7 +274,10 @@ def _service_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     """The slot's service: the hardening of ``local._run_kwargs`` in Swarm's terms. Swarm
     cannot bind a published port to one address (a firewall admits only the control
     host), nor ask for no-new-privileges before API 1.44 (pool nodes' engines run with
-    --no-new-privileges), nor limit swap (pool nodes run without)."""
+    --no-new-privileges), nor limit swap (pool nodes run without). Nor can it give a
+    tmpfs mount an owner before API 1.46, so ``spec.read_only``/``spec.tmpfs`` (the
+    bounded writable space) are not applied: the root stays writable, as the content
+    root must belong to uid 1000; bound it on the node (overlay2.size)."""
     from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode
 
     resources = Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.mem_limit_mb << 20)

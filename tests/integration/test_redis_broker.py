@@ -4,12 +4,16 @@ afterwards. A release queues the recycle task; the cluster takes it from Redis."
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -80,3 +84,66 @@ def test_release_is_recycled_through_the_redis_broker(
             time.sleep(0.2)
     calls = redis_cli(port, "info", "commandstats")
     assert "cmdstat_rpush:calls=" in calls, calls  # the task was queued in Redis
+
+
+@pytest.fixture
+def stack_database() -> Iterator[dict[str, str]]:
+    """On the PostgreSQL stage of make test, a fresh database on the run's throwaway
+    server for the live stack; on the SQLite stage, none (the stack's own file)."""
+    url = os.environ.get("PAAS_TEST_DATABASE_URL", "")
+    if not url:
+        yield {}
+        return
+    import psycopg
+
+    name = f"paas_race_{os.getpid()}"
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield {"PAAS_DATABASE_URL": url.rsplit("/", 1)[0] + f"/{name}"}
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.mark.vendor
+def test_twelve_users_racing_four_web_workers_for_two_slots_make_two_winners(
+        docker_engine: DockerEngine, redis_url: str, stack_database: dict[str, str]) -> None:
+    """Several gunicorn workers and the cluster on Redis (and PostgreSQL on that stage):
+    a claim is still exactly-once across processes."""
+    with LiveStack(instance=settings.PAAS_INSTANCE + "-race",
+                   port_base=settings.LIVE_PORT_BASE, sizes="nginx=2,apache=0,python=0,node=0",
+                   extra_env={"PAAS_REDIS_URL": redis_url, **stack_database},
+                   watcher=False, web_workers=4) as stack:
+        sessions = [signed_in(stack, f"racer{i}") for i in range(12)]
+        barrier = threading.Barrier(len(sessions))
+
+        def launch(http: requests.Session) -> tuple[int, str]:
+            barrier.wait()
+            answer = http.post(f"{stack.url}/api/deployments/", json={"runtime": "nginx"},
+                               timeout=60)
+            return answer.status_code, str(answer.json().get("code", ""))
+
+        with ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+            results = list(pool.map(launch, sessions))
+        assert sorted(results).count((201, "")) == 2, results
+        assert sorted(results)[2:] == [(503, "pool_exhausted")] * 10, results
+        assert pool_counts(stack)["nginx"]["assigned"] == 2
+
+
+def signed_in(stack: LiveStack, name: str) -> requests.Session:
+    http = requests.Session()
+    answer = http.post(f"{stack.url}/api/auth/register/", timeout=30, json={
+        "username": name, "email": f"{name}@example.com", "password": PASSWORD})
+    assert answer.status_code == 201, answer.text
+    token = http.post(f"{stack.url}/api/auth/token/", timeout=30, json={
+        "username": name, "password": PASSWORD}).json()["access"]
+    http.headers["Authorization"] = f"Bearer {token}"
+    return http
+
+
+def pool_counts(stack: LiveStack) -> dict[str, dict]:
+    """Per runtime, its counts as the stack's own database says (SQLite or PostgreSQL)."""
+    out = stack.manage("pool", "status", "--json").stdout
+    return {row["runtime"]: row for row in json.loads(out)}

@@ -275,7 +275,9 @@ def _service_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     cannot bind a published port to one address (a firewall admits only the control
     host), nor ask for no-new-privileges before API 1.44 (pool nodes' engines run with
     --no-new-privileges), nor limit swap (pool nodes run without). Nor can it give a
-    tmpfs mount an owner before API 1.46: see ``_tmpfs_mounts``."""
+    tmpfs mount an owner before API 1.46, so ``spec.read_only``/``spec.tmpfs`` (the
+    bounded writable space) are not applied: the root stays writable, as the content
+    root must belong to uid 1000; bound it on the node (overlay2.size)."""
     from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode
 
     resources = Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.mem_limit_mb << 20)
@@ -295,27 +297,7 @@ def _service_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "log_driver": "json-file",
         "log_driver_options": {"max-size": "1m", "max-file": "2"},
         "restart_policy": RestartPolicy(condition="none"),  # the platform recovers
-        "mounts": _tmpfs_mounts(spec),
     }
-
-
-def _tmpfs_mounts(spec: ContainerSpec) -> list[Any]:
-    """The size-bounded tmpfs mounts a swarm service can have: a tmpfs of Swarm's belongs
-    to root (API < 1.46), so only the places anyone may write to (sticky, mode 1777) get
-    one: the content root (uid 1000 pushes into it; the user's files stay bounded and in
-    memory) and /tmp. The runtime's own dirs must belong to uid 1000, so they stay in
-    the writable layer, and the root is not read-only on a swarm: bound the nodes' disk
-    per container there (dockerd --storage-opt overlay2.size on xfs with pquota)."""
-    from docker.types import Mount
-
-    content_root = spec.environment.get("PAAS_CONTENT_ROOT", "")
-    mounts = []
-    for path, options in spec.tmpfs.items():
-        if path == content_root or "mode=1777" in options:
-            size = next((o[5:] for o in options.split(",") if o.startswith("size=")), "")
-            mounts.append(Mount(target=path, source=None, type="tmpfs",
-                                tmpfs_size=size or None, tmpfs_mode=0o1777))
-    return mounts
 
 
 def _created(task: dict[str, Any]) -> str:

@@ -72,20 +72,6 @@ def test_service_spec_is_hardened_and_not_pinned() -> None:
     assert kwargs["labels"] == kwargs["container_labels"] == {"paas.instance": "t"}
 
 
-def test_service_gets_the_tmpfs_mounts_swarm_can_express() -> None:
-    """Swarm's tmpfs belongs to root: the content root and sticky places get one (mode
-    1777, bounded); a place that must belong to uid 1000 stays in the writable layer."""
-    spec = ContainerSpec(
-        name="s", image="i", labels={}, internal_port=80, host_port=8000,
-        environment={"PAAS_CONTENT_ROOT": "/srv"}, read_only=True, tmpfs={
-            "/srv": "rw,exec,size=48m,mode=0755,uid=1000,gid=1000",
-            "/tmp": "rw,exec,size=8m,mode=1777",
-            "/var/lib/nginx/body": "rw,size=4m,mode=0700,uid=1000,gid=1000"})
-    mounts = {m["Target"]: m["TmpfsOptions"] for m in _service_kwargs(spec)["mounts"]}
-    assert mounts == {"/srv": {"Mode": 0o1777, "SizeBytes": 48 << 20},
-                      "/tmp": {"Mode": 0o1777, "SizeBytes": 8 << 20}}
-
-
 def task(state: str, desired: str = "running", created: str = "2026-01-01T00:00:00.5Z") -> dict:
     return {"Status": {"State": state}, "DesiredState": desired, "CreatedAt": created}
 

@@ -275,9 +275,11 @@ def _service_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     cannot bind a published port to one address (a firewall admits only the control
     host), nor ask for no-new-privileges before API 1.44 (pool nodes' engines run with
     --no-new-privileges), nor limit swap (pool nodes run without). Nor can it give a
-    tmpfs mount an owner before API 1.46, so ``spec.read_only``/``spec.tmpfs`` (the
-    bounded writable space) are not applied: the root stays writable, as the content
-    root must belong to uid 1000; bound it on the node (overlay2.size)."""
+    tmpfs mount an owner before API 1.46 (and Debian's 20.10 engine ignores a swarm
+    tmpfs's mode: root's 0755), so ``spec.read_only``/``spec.tmpfs`` (the bounded
+    writable space) are not applied: the root stays writable, as the content root must
+    belong to uid 1000; bound the nodes' disk per container instead (dockerd
+    --storage-opt overlay2.size on xfs with pquota)."""
     from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode
 
     resources = Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.mem_limit_mb << 20)

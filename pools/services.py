@@ -478,6 +478,7 @@ def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
     """The new container is ready: settle the slot (a compare-and-set like any move).
     A slot that moved on meanwhile gets its container removed again."""
     recovering = slot.status == S.RECOVERING
+    moved = created.node_addr != slot.node_addr  # on a swarm: its route must follow
     now = timezone.now()
     # A new container serves an empty content root: an owner's store must be pushed.
     pushed = 0 if recovering else F("content_version")
@@ -490,6 +491,8 @@ def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
         get_engine().remove(created.id)
         return False
     _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
+    if moved and recovering:
+        hostnames.routes_sync_later()  # the same hostname, now to the new node
     if recovering:
         # Pushed after the slot is assigned again, so an upload that landed in the store
         # while we were recovering reaches the container too (by this push or its own).

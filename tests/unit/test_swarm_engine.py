@@ -12,7 +12,8 @@ from django.contrib.auth.models import AbstractUser
 
 from deployments import selectors
 from deployments import services as deployment_services
-from pools import health
+from pools import health, hostnames, proxy
+from pools import services as pool_services
 from pools.engine import ContainerInfo, ContainerSpec
 from pools.engine.swarm import (
     Node,
@@ -21,6 +22,7 @@ from pools.engine.swarm import (
     _service_kwargs,
     _task_status,
 )
+from pools.models import PoolContainer
 from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -120,3 +122,23 @@ def test_events_report_a_service_that_stopped_running_or_vanished(
     events = engine.events("t")
     seen = [(e.action, e.container_id, e.labels["paas.slot"]) for e in itertools.islice(events, 3)]
     assert seen == [("die", "s1", "1"), ("destroy", "s2", "2"), ("die", "s3", "3")]
+
+
+def test_a_slot_recovered_on_another_node_takes_its_route_along(
+        fake_engine: FakeEngine, warm: Callable, alice: AbstractUser,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    syncs: list[bool] = []
+    monkeypatch.setattr(hostnames, "routes_sync_later", lambda: syncs.append(True))
+    fake_engine.node_addr = "10.9.0.11"
+    warm("nginx", 1)
+    deployment_services.deployment_create(user=alice, runtime_name="nginx")
+    slot = PoolContainer.objects.get()
+    fake_engine.node_addr = "10.9.0.13"  # the old node is gone: Swarm places it elsewhere
+    fake_engine.kill(slot.container_id)
+    assert pool_services.slot_recover(slot=slot, reason="node down")
+    slot.refresh_from_db()
+    assert (slot.status, slot.node_addr) == ("assigned", "10.9.0.13")
+    assert syncs, "no route sync was asked for"
+    [route] = [r for r in proxy.caddy_config(proxy.routes_desired())["apps"]["http"]["servers"]
+               ["paas"]["routes"] if r["@id"].endswith(f"slot-{slot.pk}")]
+    assert route["handle"][-1]["upstreams"] == [{"dial": f"10.9.0.13:{slot.port}"}]

@@ -41,14 +41,17 @@ def deployment_last_recovery(*, deployment: Deployment) -> Recovery | None:
 
 
 def deployment_url(*, deployment: Deployment, request_host: str) -> str:
-    """``http://<PAAS_PUBLIC_HOST or the request's host without its port>:<port>/``; the
-    HTTPS address when port URLs are turned off (``PAAS_DIRECT_PORTS``); "" while the
-    deployment waits for its container."""
+    """``http://<host>:<port>/``: the host is the node running the slot on a swarm, else
+    ``PAAS_PUBLIC_HOST`` or the request's host without its port; the HTTPS address when
+    port URLs are turned off (``PAAS_DIRECT_PORTS``); "" while the deployment waits for
+    its container."""
     if deployment.port is None:
         return ""
     if not settings.PAAS_DIRECT_PORTS and deployment.addresses["https_url"]:
         return str(deployment.addresses["https_url"])
-    host = settings.PAAS_PUBLIC_HOST or _strip_port(request_host)
+    slot = deployment.slot if deployment.is_active else None
+    host = (slot.node_addr if slot else "") or settings.PAAS_PUBLIC_HOST or _strip_port(
+        request_host)
     if settings.SECURE_HSTS_SECONDS and host == settings.PAAS_DOMAIN:
         # Browsers apply the platform's HSTS to every port of its host: a port URL there
         # would be forced to https and break. The apps domain is not covered.

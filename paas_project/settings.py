@@ -45,6 +45,12 @@ PAAS_MAX_COMPRESSION_RATIO = env.int("PAAS_MAX_COMPRESSION_RATIO", default=100)
 # /tmp, home, venv: tmpfs mounts, the root is read-only); the memory limit grows by it.
 PAAS_CONTAINER_DISK_MB = env.int("PAAS_CONTAINER_DISK_MB", default=256)
 PAAS_ENGINE = env.str("PAAS_ENGINE", default="docker")  # "docker" (one host) or "swarm"
+# Swarm backend: a manager's engine API, and each node's own engine API by its address
+# (``10.0.0.5=tcp://10.0.0.5:2376,…``; unlisted nodes: tcp://<addr>:2376 with the TLS
+# files ca.pem, cert.pem, key.pem of PAAS_SWARM_TLS_DIR).
+PAAS_SWARM_MANAGER = env.str("PAAS_SWARM_MANAGER", default="unix:///var/run/docker.sock")
+PAAS_SWARM_NODES = env.dict("PAAS_SWARM_NODES", default={})
+PAAS_SWARM_TLS_DIR = env.str("PAAS_SWARM_TLS_DIR", default="")
 PAAS_CONTENT_DIR = DATA_DIR / "content"
 # Run queued Docker work inline after commit instead of in the cluster (tests only).
 PAAS_TASKS_INLINE = env.bool("PAAS_TASKS_INLINE", default=False)
@@ -309,6 +315,13 @@ Q_CLUSTER = {
     "ack_failures": True,
     "log_level": "INFO",
 }
+# Redis as the task broker for installations with several worker processes or hosts
+# (the ORM broker stays the default). Redis does not re-deliver the task of a killed
+# worker: the reconcile pass retries a slot stuck in a busy state instead.
+PAAS_REDIS_URL = env.str("PAAS_REDIS_URL", default="")
+if PAAS_REDIS_URL:
+    del Q_CLUSTER["orm"]
+    Q_CLUSTER["redis"] = PAAS_REDIS_URL
 
 LOGGING = {
     "version": 1,

@@ -153,9 +153,9 @@ class PoolContainerAdmin(admin.ModelAdmin):
 
     @admin.display(description="URL")
     def url(self, obj: PoolContainer) -> str:
-        host = settings.PAAS_PUBLIC_HOST or "localhost"
-        return format_html('<a href="http://{}:{}/" target="_blank">:{}</a>', host, obj.port,
-                           obj.port)
+        host = obj.node_addr or settings.PAAS_PUBLIC_HOST or "localhost"  # swarm: its node
+        return format_html('<a href="http://{}:{}/" target="_blank">{}:{}</a>', host, obj.port,
+                           obj.node_addr, obj.port)
 
     @admin.display(description="hostname")
     def hostname(self, obj: PoolContainer) -> str:

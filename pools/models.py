@@ -150,6 +150,10 @@ class PoolContainer(models.Model):
         max_length=200, blank=True, default="",
         help_text="The slot's hostnames Caddy served at the last successful route sync.",
     )
+    # On a swarm, the node that runs the slot's task: its port answers on ``node_addr``.
+    # Blank on a single engine (the control host).
+    node_id = models.CharField(max_length=64, blank=True)
+    node_addr = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["runtime__port_min", "port"]

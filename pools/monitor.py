@@ -139,7 +139,7 @@ def diagnose(slot: PoolContainer, info: ContainerInfo | None) -> str:
             f"exited with code {info.exit_code}")
         return f"container {info.status}: {cause}"
     needs_http = not slot.runtime.app_runtime or slot.status == S.IDLE
-    if needs_http and not health.http_answers(slot.port, timeout=2.0):
+    if needs_http and not health.http_answers(slot.port, timeout=2.0, host=info.node_addr):
         return f"port {slot.port} does not answer HTTP"
     return ""
 

@@ -57,6 +57,7 @@ class Route:
     hosts: tuple[str, ...]
     port: int
     suspended: bool
+    node_addr: str = ""  # on a swarm, the node its port answers on
 
 
 # --- the config --------------------------------------------------------------------
@@ -73,10 +74,10 @@ def routes_desired() -> list[Route]:
     """One route per slot with a slug (idle slots included: their route is ready before
     a user claims them)."""
     rows = PoolContainer.objects.exclude(slug="").order_by("pk").values_list(
-        "pk", "slug", "alias", "port", "suspended")
+        "pk", "slug", "alias", "port", "suspended", "node_addr")
     return [Route(slot_id=pk, hosts=tuple(app_hostname(label) for label in (slug, alias) if label),
-                  port=port, suspended=suspended)
-            for pk, slug, alias, port, suspended in rows]
+                  port=port, suspended=suspended, node_addr=node_addr)
+            for pk, slug, alias, port, suspended, node_addr in rows]
 
 
 def caddy_config(routes: list[Route]) -> dict[str, Any]:
@@ -144,8 +145,9 @@ def _slot_route(route: Route) -> dict[str, Any]:
             "handler": "static_response", "status_code": 503, "body": SUSPENDED_PAGE,
             "headers": {"Content-Type": ["text/html; charset=utf-8"]}}
     else:
+        upstream = route.node_addr or settings.PAAS_PROBE_HOST
         handler = {"handler": "reverse_proxy",
-                   "upstreams": [{"dial": f"{settings.PAAS_PROBE_HOST}:{route.port}"}]}
+                   "upstreams": [{"dial": f"{upstream}:{route.port}"}]}
     return {"@id": _route_id(f"slot-{route.slot_id}"), "match": [{"host": list(route.hosts)}],
             "handle": [_no_banner(), handler], "terminal": True}
 

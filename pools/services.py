@@ -36,6 +36,7 @@ from pools.engine import (
     LABEL_PORT,
     LABEL_RUNTIME,
     LABEL_SLOT,
+    ContainerInfo,
     ContainerSpec,
     get_engine,
 )
@@ -450,8 +451,8 @@ def slot_rebuild(*, slot_id: int, generation: int) -> bool:
     if not _build_claim(slot):
         return False  # another builder has this generation
     try:
-        container_id = _build_container(slot)
-        problem = _wait_ready(slot, container_id)
+        info = _build_container(slot)
+        problem = _wait_ready(slot, info)
         if not problem and slot.status != S.RECOVERING:
             _before_idle(slot)
     except Exception as exc:  # Docker, the image, the file system: recorded, never silent
@@ -461,7 +462,7 @@ def slot_rebuild(*, slot_id: int, generation: int) -> bool:
     if problem:
         _record_failure(slot, problem)
         return False
-    return _finish(slot, container_id)
+    return _finish(slot, info)
 
 
 def _build_claim(slot: PoolContainer) -> bool:
@@ -480,35 +481,40 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, PaasError) else f"{type(exc).__name__}: {exc}"
 
 
-def _build_container(slot: PoolContainer) -> str:
+def _build_container(slot: PoolContainer) -> ContainerInfo:
     engine = get_engine()
     for stale in engine.list_managed(settings.PAAS_INSTANCE, slot=str(slot.pk)):
         if stale.generation != slot.generation:
             engine.remove(stale.id)
     if slot.owner_id is None:
         content.content_clear(slot_id=slot.pk)  # the next user never sees these files
-    container_id = engine.create(slot_spec(slot)).id
+    created = engine.create(slot_spec(slot))
     if settings.PAAS_FAULT_REBUILD_PAUSE:
         time.sleep(settings.PAAS_FAULT_REBUILD_PAUSE)
-    return container_id
+    return created
 
 
-def _finish(slot: PoolContainer, container_id: str) -> bool:
+def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
     """The new container is ready: settle the slot (a compare-and-set like any move).
     A slot that moved on meanwhile gets its container removed again."""
     recovering = slot.status == S.RECOVERING
+    moved = created.node_addr != slot.node_addr  # on a swarm: its route must follow
     now = timezone.now()
     # A new container serves an empty content root: an owner's store must be pushed.
     pushed = 0 if recovering else F("content_version")
+    # On a swarm the slot records the node its task runs on (its URL and probes use it).
     if not slot_transition(slot, to=S.ASSIGNED if recovering else S.IDLE,
-                           container_id=container_id, built_at=now, healthy=True,
+                           container_id=created.id, node_id=created.node_id,
+                           node_addr=created.node_addr, built_at=now, healthy=True,
                            health_checked_at=now, retry_after=None, last_error="",
                            pushed_version=pushed):
-        get_engine().remove(container_id)
+        get_engine().remove(created.id)
         return False
     _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
     if not recovering:
         idle_announce(runtime_name=slot.runtime.name)  # a waiting launch takes it now
+    if moved and recovering:
+        hostnames.routes_sync_later()  # the same hostname, now to the new node
     if recovering:
         # Pushed after the slot is assigned again, so an upload that landed in the store
         # while we were recovering reaches the container too (by this push or its own).
@@ -522,7 +528,7 @@ def _recovery_finish(slot_id: int, generation: int, outcome: str, detail: str = 
         outcome=outcome, finished_at=timezone.now(), detail=detail[:1000])
 
 
-def _wait_ready(slot: PoolContainer, container_id: str) -> str:
+def _wait_ready(slot: PoolContainer, created: ContainerInfo) -> str:
     """Wait until the port answers HTTP; "" when ready, else why not. An assigned app
     slot only has to be running: the user's app may be down, which is the user's
     business, not a reason to hold the slot. A container that exits stops the wait."""
@@ -530,10 +536,11 @@ def _wait_ready(slot: PoolContainer, container_id: str) -> str:
     deadline = time.monotonic() + READY_TIMEOUT
     next_inspect = 0.0
     while time.monotonic() < deadline:
-        if check_http and health.http_answers(slot.port, timeout=0.5):
+        # On a swarm the port answers on the node that runs the task.
+        if check_http and health.http_answers(slot.port, timeout=0.5, host=created.node_addr):
             return ""
         if time.monotonic() >= next_inspect:
-            info = get_engine().inspect(container_id)
+            info = get_engine().inspect(created.id)
             if info is None or not info.running:
                 state = f"exited with code {info.exit_code}" if info else "is gone"
                 return f"the new container {state}"

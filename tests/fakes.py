@@ -29,6 +29,7 @@ class FakeEngine:
         self.fail_create = False
         self.pending_events: list[EngineEvent] = []
         self.rx_bytes: dict[str, int] = {}  # container id → bytes received (tests set it)
+        self.node_addr = ""  # set it to play a swarm: new containers run on that node
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -57,6 +58,8 @@ class FakeEngine:
             info = ContainerInfo(
                 id=f"fake{next(self._ids):08d}", name=spec.name,
                 labels=dict(spec.labels), status="running",
+                node_id=f"node-{self.node_addr}" if self.node_addr else "",
+                node_addr=self.node_addr,
             )
             self.containers[info.id] = info
             self.specs[info.id] = spec

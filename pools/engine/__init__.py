@@ -49,6 +49,12 @@ def get_engine() -> Engine:
 def _make_engine(kind: str) -> Engine:
     if kind == "docker":
         return DockerEngine()
+    if kind == "swarm":
+        from pools.engine.swarm import SwarmEngine
+
+        return SwarmEngine(manager_url=settings.PAAS_SWARM_MANAGER,
+                           node_urls=settings.PAAS_SWARM_NODES,
+                           tls_dir=settings.PAAS_SWARM_TLS_DIR)
     raise ImproperlyConfigured(f"PAAS_ENGINE must be 'docker' or 'swarm', not {kind!r}")
 
 

@@ -49,6 +49,10 @@ class ContainerInfo:
     status: str  # Docker's word: created, running, exited, dead, ...
     exit_code: int = 0
     oom_killed: bool = False
+    # Where it runs, on a swarm (the node's id and the address its ports answer on);
+    # empty on a single engine, where that is the control host itself.
+    node_id: str = ""
+    node_addr: str = ""
 
     @property
     def running(self) -> bool:

@@ -29,13 +29,19 @@ def _label_filters(instance: str, labels: dict[str, str]) -> list[str]:
 class DockerEngine:
     """The real engine, through the Docker SDK (``DOCKER_HOST`` as the SDK reads it)."""
 
-    def __init__(self, timeout: int = 60) -> None:
+    def __init__(self, timeout: int = 60, base_url: str = "", tls: Any = None) -> None:
+        """``base_url`` (``unix://``, ``tcp://``, ``ssh://``) and ``tls`` (a
+        ``docker.tls.TLSConfig``) name another engine than ``DOCKER_HOST``: a swarm node."""
         import docker
         from docker import errors
 
         self._errors = errors
         try:
-            self._client = docker.from_env(timeout=timeout)
+            if base_url:
+                self._client = docker.DockerClient(base_url=base_url, tls=tls or False,
+                                                   timeout=timeout)
+            else:
+                self._client = docker.from_env(timeout=timeout)
         except errors.DockerException as exc:
             raise EngineUnavailable(_unreachable_message(exc)) from exc
 

@@ -1,0 +1,69 @@
+"""A real 3-node Docker Swarm for this run (infrastructure/scripts/swarm-lab.sh): each
+node a dockerd in its own network namespace, named after this run, removed afterwards.
+A lab that cannot start fails the tests; it never skips them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pools.engine import DockerEngine
+from pools.imagebuild import build_images, image_tag
+
+LAB_SCRIPT = Path(__file__).resolve().parents[2] / "infrastructure/scripts/swarm-lab.sh"
+RUNTIMES = ["nginx"]  # only the images these tests run are loaded into the nodes
+
+
+@dataclass
+class Lab:
+    id: str
+    env: dict[str, str]  # PAAS_SWARM_* settings of the platform on this lab
+
+    @property
+    def addrs(self) -> list[str]:
+        return self.env["PAAS_SWARM_NODE_ADDRS"].split(",")
+
+    def script(self, *args: str) -> str:
+        return subprocess.run([str(LAB_SCRIPT), *args], check=True, capture_output=True,
+                              text=True, timeout=120).stdout
+
+    def manager(self, *args: str) -> str:
+        """``docker …`` against the swarm's manager."""
+        return subprocess.run(["docker", "-H", self.env["PAAS_SWARM_MANAGER"], *args],
+                              check=True, capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+
+    def node_number(self, addr: str) -> int:
+        return self.addrs.index(addr) + 1
+
+    def node_id(self, addr: str) -> str:
+        for node_id in self.manager("node", "ls", "-q").split():
+            if self.manager("node", "inspect", "-f", "{{.Status.Addr}}", node_id) == addr:
+                return node_id
+        raise AssertionError(f"no node at {addr}")
+
+
+@pytest.fixture(scope="session")
+def swarm_lab() -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.fail("the swarm lab needs root (network namespaces, dockerd)")
+    build_images(DockerEngine(), progress=lambda line: None)  # a no-op when up to date
+    lab_id = f"{os.getpid() % 100000:05d}"[-5:] + "s"
+    started = time.monotonic()
+    up = subprocess.run(
+        [str(LAB_SCRIPT), "up", "3", *[image_tag(name) for name in RUNTIMES]],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PAAS_LAB_ID": lab_id})
+    if up.returncode != 0:
+        pytest.fail(f"the swarm lab did not start:\n{up.stderr[-3000:]}")
+    env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
+    print(f"\nMETRIC swarm lab of 3 nodes up in {time.monotonic() - started:.1f} s")
+    try:
+        yield Lab(id=lab_id, env=env)
+    finally:
+        subprocess.run([str(LAB_SCRIPT), "down", lab_id], capture_output=True, timeout=300)

@@ -1,0 +1,245 @@
+"""The platform on a real 3-node Docker Swarm (``PAAS_ENGINE=swarm``): a live stack
+(gunicorn, the django-q2 cluster and the watcher as real processes) whose slots are
+one-replica services spread over the lab's nodes.
+
+- every node serves: claim, upload, logs, restart and release on slots on each node;
+- draining a node moves its slots to the others with the users' files;
+- a lost node (its dockerd killed): every assigned slot that lived there serves its
+  user's files again from another node. ``pytest -s`` shows the measured times.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+import requests
+from django.conf import settings
+
+from tests.live import LiveStack
+from tests.swarm.conftest import Lab
+
+pytestmark = [pytest.mark.swarm]
+PASSWORD = "Swarm-of-3-nodes!"
+POOL = 6
+
+
+# --- helpers -------------------------------------------------------------------------
+def wait_for(what: str, check: Callable[[], Any], timeout: float,
+             interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(interval)
+
+
+def fetch(url: str) -> str:
+    """The page at ``url``, or "" when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return str(resp.read().decode("utf-8", "replace"))
+    except (OSError, urllib.error.URLError):
+        return ""
+
+
+def serves(url: str, marker: str) -> bool:
+    return marker in fetch(url)
+
+
+def slots(stack: LiveStack) -> list[dict]:
+    db = sqlite3.connect(f"file:{stack.data_dir / 'paas.sqlite3'}?mode=ro", uri=True,
+                         timeout=10)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in db.execute(
+            "SELECT id, port, status, owner_id, node_addr, container_id "
+            "FROM pools_poolcontainer ORDER BY port")]
+    finally:
+        db.close()
+
+
+class User:
+    def __init__(self, stack: LiveStack, name: str) -> None:
+        self.url = stack.url
+        self.http = requests.Session()
+        answer = self.http.post(f"{self.url}/api/auth/register/", timeout=10, json={
+            "username": name, "email": f"{name}@example.com", "password": PASSWORD})
+        assert answer.status_code == 201, answer.text
+        answer = self.http.post(f"{self.url}/api/auth/token/", timeout=10,
+                                json={"username": name, "password": PASSWORD})
+        assert answer.status_code == 200, answer.text
+        self.http.headers["Authorization"] = f"Bearer {answer.json()['access']}"
+
+    def api(self, method: str, path: str, status: int, **kwargs: Any) -> Any:
+        answer = self.http.request(method, f"{self.url}/api/deployments/{path}",
+                                   timeout=60, **kwargs)
+        assert answer.status_code == status, (method, path, answer.text)
+        return answer.json() if answer.content else None
+
+    def site(self, marker: str) -> dict:
+        """A new nginx deployment serving ``marker`` from its own index.html."""
+        deployment = self.api("POST", "", 201, json={"runtime": "nginx"})
+        self.api("POST", f"{deployment['id']}/files/", 201,
+                 files={"file": ("index.html", f"<h1>{marker}</h1>".encode())})
+        assert marker in fetch(deployment["url"]), deployment
+        return dict(deployment)
+
+    def show(self, deployment: dict) -> dict:
+        return dict(self.api("GET", f"{deployment['id']}/", 200))
+
+
+def node_of(url: str) -> str:
+    return url.split("//", 1)[1].rsplit(":", 1)[0]
+
+
+def all_idle(stack: LiveStack) -> bool:
+    found = slots(stack)
+    return len(found) == POOL and all(s["status"] == "idle" for s in found)
+
+
+# --- the live stack on the lab -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def stack(swarm_lab: Lab) -> Iterator[LiveStack]:
+    with LiveStack(
+        instance=settings.PAAS_INSTANCE + "-swarm", port_base=settings.LIVE_PORT_BASE,
+        sizes=f"nginx={POOL},apache=0,python=0,node=0",
+        extra_env={"PAAS_ENGINE": "swarm", **swarm_lab.env,
+                   "PAAS_Q_TIMEOUT": "60", "PAAS_Q_RETRY": "70"},
+    ) as live:
+        yield live
+    print(f"\n(live stack logs: {live.data_dir}/{{web,worker,watch}}.log)")
+
+
+@pytest.fixture
+def users(stack: LiveStack) -> Iterator[Callable[[str], User]]:
+    """Users of the stack; their deployments are released afterwards and the pool is
+    back to idle before the next test."""
+    made: list[User] = []
+
+    def make(name: str) -> User:
+        made.append(User(stack, name))
+        return made[-1]
+
+    yield make
+    for user in made:
+        for deployment in user.api("GET", "", 200):
+            if deployment["status"] != "released":
+                user.api("DELETE", f"{deployment['id']}/", 204)
+    wait_for("every slot idle again", lambda: all_idle(stack), timeout=120)
+
+
+def test_slots_spread_and_every_node_serves_its_users(
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+    wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
+    assert {s["node_addr"] for s in slots(stack)} == set(swarm_lab.addrs), slots(stack)
+    sites = [(user, user.site(f"{user_name} site {i}"), f"{user_name} site {i}")
+             for user_name in ("ann", "ben") for user in [users(user_name)] for i in range(3)]
+    assert {node_of(d["url"]) for _, d, _ in sites} == set(swarm_lab.addrs)
+    by_node = {node_of(d["url"]): (u, d, m) for u, d, m in sites}
+    for user, deployment, marker in by_node.values():
+        logs = user.api("GET", f"{deployment['id']}/logs/?tail=20", 200)
+        assert "GET / HTTP" in str(logs), logs
+        assert user.api("POST", f"{deployment['id']}/restart/", 202)["restarted"] is True
+        wait_for("serving after restart", partial(serves, deployment["url"], marker),
+                 timeout=15)
+        user.api("DELETE", f"{deployment['id']}/", 204)
+        assert user.show(deployment)["status"] == "released"
+    # A released slot is a fresh service: the next user sees no previous files.
+    released = {d["port"] for _, d, _ in by_node.values()}
+    wait_for("released slots idle again", lambda: all(
+        s["status"] == "idle" for s in slots(stack) if s["port"] in released), timeout=120)
+    for slot in slots(stack):
+        if slot["port"] in released:
+            page = fetch(f"http://{slot['node_addr']}:{slot['port']}/")
+            assert page and not any(marker in page for _, _, marker in sites), page[:200]
+
+
+def moved_and_serving(user: User, deployment: dict, marker: str, away_from: str) -> bool:
+    shown = user.show(deployment)
+    return (shown["status"] == "running" and node_of(shown["url"]) != away_from
+            and marker in fetch(shown["url"]))
+
+
+def test_draining_a_node_moves_its_slots_with_their_files(
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+    wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
+    dora = users("dora")
+    dan = users("dan")
+    sites = [(u, u.site(f"{u_name} page {i}"), f"{u_name} page {i}")
+             for u_name, u in (("dora", dora), ("dan", dan)) for i in range(3)]
+    drained = swarm_lab.addrs[1]  # node 2 (node 1 is the only manager)
+    on_it = [(u, d, m) for u, d, m in sites if node_of(d["url"]) == drained]
+    assert on_it, "no deployment on node 2"
+    node_id = swarm_lab.node_id(drained)
+    started = time.monotonic()
+    swarm_lab.manager("node", "update", "--availability", "drain", node_id)
+    try:
+        for user, deployment, marker in on_it:
+            wait_for(f"{marker!r} served from another node",
+                     partial(moved_and_serving, user, deployment, marker, drained),
+                     timeout=90, interval=0.1)
+        print(f"\nMETRIC drain -> {len(on_it)} slots serving their files elsewhere: "
+              f"{time.monotonic() - started:.1f} s")
+        for user, deployment, marker in sites:
+            if (user, deployment, marker) in on_it:
+                continue
+            shown = user.show(deployment)  # the others never moved
+            assert shown["url"] == deployment["url"] and shown["last_recovery"] is None
+            assert marker in fetch(shown["url"])
+    finally:
+        swarm_lab.manager("node", "update", "--availability", "active", node_id)
+
+
+def test_a_lost_node_costs_seconds_and_no_files(
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+    wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
+    lena, leo = users("lena"), users("leo")
+    sites = [(u, u.site(f"{u_name} file {i}"), f"{u_name} file {i}")
+             for u_name, u in (("lena", lena), ("leo", leo)) for i in range(3)]
+    lost = swarm_lab.addrs[2]  # node 3
+    on_it = [(u, d, m) for u, d, m in sites if node_of(d["url"]) == lost]
+    assert on_it, "no deployment on node 3"
+    started = time.monotonic()
+    swarm_lab.script("stop", swarm_lab.id, str(swarm_lab.node_number(lost)))
+    for user, deployment, marker in on_it:
+        wait_for(f"{marker!r} served from another node",
+                 partial(moved_and_serving, user, deployment, marker, lost),
+                 timeout=90, interval=0.1)
+    print(f"\nMETRIC node down -> {len(on_it)} slots serving their files elsewhere: "
+          f"{time.monotonic() - started:.1f} s")
+    for user, deployment, _ in on_it:
+        recovery = user.show(deployment)["last_recovery"]
+        assert recovery and recovery["outcome"] == "succeeded", recovery
+    for user, deployment, marker in sites:
+        assert marker in fetch(user.show(deployment)["url"])
+    # The node comes back: its engine stops the old containers, and no slot has two.
+    swarm_lab.script("start", swarm_lab.id, str(swarm_lab.node_number(lost)))
+    wait_for("every slot has one running container",
+             partial(one_container_per_slot, swarm_lab, stack.instance), timeout=60)
+    for user, deployment, marker in sites:
+        assert marker in fetch(user.show(deployment)["url"])
+
+
+def one_container_per_slot(lab: Lab, instance: str) -> bool:
+    """Running containers of the instance on all nodes, at most one per slot."""
+    seen: list[str] = []
+    for url in lab.env["PAAS_SWARM_NODES"].split(","):
+        out = subprocess.run(
+            ["docker", "-H", url.split("=", 1)[1], "ps", "--filter",
+             f"label=paas.instance={instance}", "--format", '{{.Label "paas.slot"}}'],
+            capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            return False  # the node is not answering yet
+        seen += out.stdout.split()
+    return len(seen) == len(set(seen)) == POOL

@@ -16,6 +16,7 @@ run: setup
 test: setup
 	infrastructure/scripts/ensure-chromium.sh
 	infrastructure/scripts/ensure-caddy.sh --test
+	infrastructure/scripts/ensure-test-tools.sh
 	$(MAKE) lint
 	@# Images first (a no-op when up to date), so no test pays for a cold build.
 	d=$$(mktemp -d) && PAAS_DATA_DIR=$$d $(PY) manage.py pool build-images; rc=$$?; rm -rf "$$d"; exit $$rc
@@ -48,6 +49,7 @@ unit: venv
 
 integration: setup
 	infrastructure/scripts/ensure-caddy.sh --test
+	infrastructure/scripts/ensure-test-tools.sh
 	$(PYTEST) tests/integration -q
 
 e2e: setup

@@ -63,14 +63,17 @@ def busy_count() -> int:
     return building.count() + OrmQ.objects.count()
 
 
-def backing_off() -> float:
+def backing_off() -> float | None:
     """Seconds until the last slot in back-off (a replacement that died soon after its
-    rebuild waits before the next one) may be rebuilt again; 0 when none waits."""
+    rebuild waits before the next one) may be rebuilt by a pass: 0 when that time has
+    come and a pass is still needed, None when no slot waits."""
     from django.utils import timezone
 
-    waits = PoolContainer.objects.exclude(status=S.FAILED).filter(
-        retry_after__gt=timezone.now()).values_list("retry_after", flat=True)
-    return max(((w - timezone.now()).total_seconds() for w in waits), default=0.0)
+    waits = list(PoolContainer.objects.exclude(status=S.FAILED).filter(
+        retry_after__isnull=False).values_list("retry_after", flat=True))
+    if not waits:
+        return None
+    return max(0.0, max((w - timezone.now()).total_seconds() for w in waits))
 
 
 def dead_free_slots(instance: str) -> list[dict[str, Any]]:

@@ -155,8 +155,8 @@ class Soak:
             passes += 1
             self.reconcile(deadline=deadline)
             quiet = wait_quiet(timeout=max(1.0, deadline - time.monotonic()))
-            wait = backing_off()
-            if not wait or time.monotonic() + wait > deadline:
+            wait = backing_off()  # a pass before a slot's retry time left it as it was
+            if wait is None or time.monotonic() + wait > deadline:
                 break
             time.sleep(wait + 0.5)
         return {"reconcile_passes": passes, "quiet": quiet,

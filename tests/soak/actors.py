@@ -233,9 +233,11 @@ class UserActor(Actor):
     def act(self) -> None:
         held = len(self.sites)
         action = self.pick({
-            "claim": 0.0 if held >= self.quota else (3.0 if held == 0 else 1.0),
+            # Pools are smaller than users x quota: claims are often refused (503), and
+            # releases keep slots moving through recycling, where the races are.
+            "claim": 0.0 if held >= self.quota else (3.0 if held == 0 else 0.6),
             "upload": 4.0 * bool(held), "delete": 1.0 * bool(held),
-            "release": 1.5 * bool(held), "read": 2.0 * bool(held),
+            "release": 2.0 * bool(held), "read": 2.0 * bool(held),
         })
         if action == "claim":
             self.claim()

@@ -374,6 +374,7 @@ class AdminClient:
         self.base = base_url
         self.forms = forms
         self.http = requests.Session()
+        self.http.headers["Connection"] = "close"  # as the users: no stale kept-alive ones
         self.http.get(f"{self.base}/admin/login/", timeout=30)
         answer = self.post("/admin/login/?next=/admin/",
                            {"username": username, "password": password})
@@ -430,8 +431,12 @@ class OperatorActor(Actor):
 
     def in_admin(self, action: str, runtime: str, size: int) -> None:
         assert self.admin is not None
-        status = (self.admin.resize(runtime, size) if action == "admin-resize"
-                  else self.admin.reinitialize(runtime, self.rng))
+        try:
+            status = (self.admin.resize(runtime, size) if action == "admin-resize"
+                      else self.admin.reinitialize(runtime, self.rng))
+        except requests.RequestException as exc:
+            self.tally.violation("admin-unreachable", f"{action} {runtime}: {exc!r}")
+            return
         self.tally.op(action, status)
         if status != 302:  # the admin redirects after a change or an action
             with self.tally.lock:

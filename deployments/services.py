@@ -30,6 +30,7 @@ from deployments.errors import NotReady, QuotaExceeded, Released, ShareExceeded
 from deployments.models import Deployment, EndedReason
 from pools import content, hostnames
 from pools.errors import InvalidInput, PoolExhausted
+from pools.metrics import claim_observed
 from pools.models import PoolContainer, Runtime, SlotStatus
 from pools.policy import ceiling, max_size, share_limit
 from pools.services import (
@@ -51,6 +52,7 @@ PENDING = Deployment.Status.PENDING
 
 
 # --- launch ---------------------------------------------------------------------------
+@claim_observed
 def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deployment:
     """Claim an idle slot of the runtime for ``user``: one transaction, no Docker call.
 

@@ -1,5 +1,6 @@
 """Settings, all from the environment (12-factor). See README "Settings"."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -111,7 +112,7 @@ if PAAS_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     # Caddy's ask and the health check come over plain HTTP on loopback.
-    SECURE_REDIRECT_EXEMPT = [r"^caddy/ask$", r"^healthz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^caddy/ask$", r"^healthz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     # __Host- cookies are bound to exactly this host, so an app under the apps domain
     # can neither set nor read them.
@@ -144,6 +145,21 @@ PERMISSIONS_POLICY: dict[str, list[str]] = {
                                 "microphone", "payment", "usb", "interest-cohort")
 }
 
+# --- Metrics (Prometheus) ------------------------------------------------------
+# Multiprocess mode: every process (gunicorn and django-q2 workers, the watcher) writes
+# its counters under this directory and a scrape sums them. prometheus_client reads the
+# variable when it is first imported, which is after the settings.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = env.str("PAAS_METRICS_DIR",
+                                                 default=str(DATA_DIR / "metrics"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+# Who may read /metrics: a bearer token, a staff user (JWT or session), or a client
+# address in this list of addresses/networks. Empty by default: never open to everyone.
+PAAS_METRICS_TOKEN = env.str("PAAS_METRICS_TOKEN", default="")
+PAAS_METRICS_ALLOW = env.list("PAAS_METRICS_ALLOW", default=[])
+# HTTP latency buckets (django-prometheus) suited to milliseconds.
+PROMETHEUS_LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                              10.0, float("inf"))
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -165,6 +181,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -176,6 +193,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [

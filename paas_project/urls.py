@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from deployments.api import HealthView
-from pools.views import caddy_ask
+from pools.views import caddy_ask, metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -18,6 +18,7 @@ urlpatterns = [
          name="api-docs"),
     path("healthz", HealthView.as_view(), name="healthz"),
     path("caddy/ask", caddy_ask, name="caddy-ask"),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("accounts.page_urls")),
     path("", include("deployments.page_urls")),
 ]

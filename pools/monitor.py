@@ -18,7 +18,7 @@ from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-from pools import health, hostnames, services
+from pools import health, hostnames, metrics, services
 from pools.engine import ContainerInfo, get_engine
 from pools.errors import EngineError, EngineUnavailable
 from pools.lease import Holder, LeaseBusy, lease_held
@@ -70,6 +70,7 @@ def _pass(trigger: str, holder: Holder) -> dict[str, Any]:
         record.finished_at, record.ok, record.summary = timezone.now(), ok, summary
         record.error = "; ".join(filter(None, [error, *summary["errors"]]))[:2000]
         record.save()
+        metrics.pass_observed(record)
     return {"ok": ok, "error": error, **summary}
 
 

@@ -29,7 +29,7 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from pools import content, health, hostnames
+from pools import content, health, hostnames, metrics
 from pools.engine import (
     LABEL_GENERATION,
     LABEL_INSTANCE,
@@ -523,9 +523,10 @@ def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
 
 
 def _recovery_finish(slot_id: int, generation: int, outcome: str, detail: str = "") -> None:
-    Recovery.objects.filter(slot_id=slot_id, generation=generation,
-                            outcome=Recovery.Outcome.RUNNING).update(
-        outcome=outcome, finished_at=timezone.now(), detail=detail[:1000])
+    if Recovery.objects.filter(slot_id=slot_id, generation=generation,
+                               outcome=Recovery.Outcome.RUNNING).update(
+            outcome=outcome, finished_at=timezone.now(), detail=detail[:1000]):
+        metrics.recovery_observed(slot_id=slot_id, generation=generation)
 
 
 def _wait_ready(slot: PoolContainer, created: ContainerInfo) -> str:

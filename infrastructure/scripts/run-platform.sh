@@ -19,6 +19,10 @@ data=${PAAS_DATA_DIR:-$(pwd)/var}
 "$py" manage.py pool reconcile >/dev/null || echo "reconcile: see the message above"
 "$py" manage.py pool init
 
+# Every process writes its metric counters under the data dir; a fresh start begins
+# with none (otherwise files of long-dead processes pile up).
+rm -rf "${PAAS_DATA_DIR:-var}/metrics"
+
 # Each process runs in its own session (setsid): Ctrl-C in the terminal reaches this
 # script alone, which then asks each to stop exactly once. A second signal (SIGINT from
 # the terminal on top of our SIGTERM) is what left the django-q2 cluster hanging on a
@@ -80,6 +84,7 @@ fi
 start "$py" manage.py qcluster
 start "$py" manage.py pool watch
 start .venv/bin/gunicorn paas_project.wsgi:application --bind "$bind:$port" \
+  --config python:paas_project.gunicorn_conf \
   --worker-class gthread --workers "${PAAS_WEB_WORKERS:-2}" --threads "${PAAS_WEB_THREADS:-8}" --preload \
   --access-logfile - --graceful-timeout 5
 echo "platform running on $site (admin: ${site}admin/); Ctrl-C stops it"

@@ -17,6 +17,7 @@ test: setup
 	infrastructure/scripts/ensure-chromium.sh
 	infrastructure/scripts/ensure-caddy.sh --test
 	infrastructure/scripts/ensure-test-tools.sh
+	infrastructure/scripts/ensure-promtool.sh
 	$(MAKE) lint
 	@# Images first (a no-op when up to date), so no test pays for a cold build.
 	d=$$(mktemp -d) && PAAS_DATA_DIR=$$d $(PY) manage.py pool build-images; rc=$$?; rm -rf "$$d"; exit $$rc

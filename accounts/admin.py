@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from accounts.models import Admission, InviteCode, Quota, SignupPolicy
 from accounts.services import user_approve
+from pools.audit import Source, audit_record
 
 
 class QuotaInline(admin.StackedInline):
@@ -68,12 +69,20 @@ class PaasUserAdmin(UserAdmin):
         if skipped:
             self.message_user(request, f"{skipped} already approved", messages.INFO)
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data:  # deactivating releases (signal)
+            audit_record(actor=request.user, source=Source.ADMIN, users=[obj.username],
+                         action="user.activate" if obj.is_active else "user.deactivate")
+
     @admin.action(description="Release all containers of the selected users")
     def release_all(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         from deployments.services import deployments_release_for_user
 
         for user in queryset:
             count = deployments_release_for_user(user=user)
+            audit_record(actor=request.user, action="user.release_all", source=Source.ADMIN,
+                         users=[user.username], result=f"released {count}")
             level = messages.SUCCESS if count else messages.INFO
             self.message_user(request, f"{user.username}: released {count} container(s)", level)
 

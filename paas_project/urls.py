@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.api_urls")),
     path("api/", include("deployments.api_urls")),
+    path("api/", include("pools.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script as a file: the page works under our CSP.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"),

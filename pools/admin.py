@@ -18,8 +18,17 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from pools import hostnames, services
+from pools.audit import Source, audit_record
 from pools.errors import PaasError
-from pools.models import Lease, MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
+from pools.models import (
+    AuditEntry,
+    Lease,
+    MonitorPass,
+    PoolContainer,
+    Recovery,
+    Runtime,
+    SlotStatus,
+)
 from pools.states import IN_USE
 
 S = SlotStatus
@@ -27,6 +36,8 @@ S = SlotStatus
 
 def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, done: list[str],
             skipped: list[str], verb: str) -> None:
+    audit_record(actor=request.user, action=verb, source=Source.ADMIN, slots=done,
+                 result=f"{len(done)} done, {len(skipped)} skipped", detail="; ".join(skipped))
     if done:
         modeladmin.message_user(request, f"{verb}: {', '.join(done)}", messages.SUCCESS)
     if skipped:
@@ -90,6 +101,8 @@ class RuntimeAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Runtime, form: Any, change: bool) -> None:
         wanted = obj.pool_size
         super().save_model(request, obj, form, change)
+        audit_record(actor=request.user, action="runtime.change" if change else "runtime.add",
+                     source=Source.ADMIN, detail=f"{obj.name}: {', '.join(form.changed_data)}")
         if not change or "pool_size" in form.changed_data:
             self._resize(request, obj, wanted)
 
@@ -202,8 +215,12 @@ class PoolContainerAdmin(admin.ModelAdmin):
             try:
                 services.pool_add(runtime_name=runtime.name, count=count)
             except PaasError as exc:
+                audit_record(actor=request.user, action="pool.add", source=Source.ADMIN,
+                             result=f"error: {exc.detail}", detail=f"{runtime.name} x{count}")
                 self.message_user(request, f"{runtime.name}: {exc.detail}", messages.ERROR)
             else:
+                audit_record(actor=request.user, action="pool.add", source=Source.ADMIN,
+                             detail=f"{runtime.name} x{count}")
                 self.message_user(request, f"adding {count} {runtime.name} container(s); "
                                   "they are built in the background", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:pools_poolcontainer_changelist"))
@@ -294,6 +311,29 @@ class LeaseAdmin(admin.ModelAdmin):
     """Who holds the reconcile/converge lease, and until when (read-only)."""
 
     list_display = ["name", "holder", "expires_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the trail is written by the actions themselves."""
+
+    list_display = ["at", "actor_name", "source", "action", "targets", "result"]
+    list_filter = ["source", "action", "actor_name"]
+    search_fields = ["actor_name", "action", "slots", "users", "result", "detail"]
+    date_hierarchy = "at"
+
+    @admin.display(description="slots / users")
+    def targets(self, obj: AuditEntry) -> str:
+        return ", ".join([*obj.slots, *obj.users])[:120]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -243,3 +243,33 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.holder or 'free'} until {self.expires_at:%H:%M:%S})"
+
+
+class AuditEntry(models.Model):
+    """One operator action (admin, command) or automatic one (recovery, giving up on a
+    slot): who or what did it, to which slots and users, and with what result."""
+
+    class Source(models.TextChoices):
+        ADMIN = "admin"
+        COMMAND = "command"
+        API = "api"
+        SYSTEM = "system"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="+")
+    # Kept as text too: the user may be deleted later; "system:watch", "cli:root".
+    actor_name = models.CharField(max_length=150)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    action = models.CharField(max_length=64, db_index=True)
+    slots = models.JSONField(default=list, blank=True, help_text="Slots, as runtime:port.")
+    users = models.JSONField(default=list, blank=True, help_text="Usernames concerned.")
+    result = models.CharField(max_length=300, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action}"

@@ -30,6 +30,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from pools import content, health, hostnames, metrics
+from pools.audit import Source, audit_record, system_actor
 from pools.engine import (
     LABEL_GENERATION,
     LABEL_INSTANCE,
@@ -143,6 +144,8 @@ def slot_transition(slot: PoolContainer, *, to: str, queue: bool = True,
     was = slot.status
     slot.refresh_from_db()
     log.info("slot %s: %s -> %s (generation %d)", slot.pk, was, to, generation)
+    if to == S.FAILED:
+        _audit_given_up(slot)
     if starts_build(to):
         Recovery.objects.filter(slot_id=slot.pk, outcome=Recovery.Outcome.RUNNING).exclude(
             generation=generation).update(outcome=Recovery.Outcome.SUPERSEDED,
@@ -152,6 +155,12 @@ def slot_transition(slot: PoolContainer, *, to: str, queue: bool = True,
         if queue:
             _enqueue("pools.tasks.slot_rebuild", slot.pk, generation)
     return True
+
+
+def _audit_given_up(slot: PoolContainer) -> None:
+    audit_record(actor=system_actor("back-off"), action="slot.failed", source=Source.SYSTEM,
+                 slots=[slot], users=[slot.owner], detail=slot.last_error,
+                 result=f"failed after {slot.failures} attempts")
 
 
 def _after_release(slot: PoolContainer) -> None:
@@ -409,6 +418,8 @@ def slot_recover(*, slot: PoolContainer, reason: str, trigger: str = "reconcile"
                       "port": slot.port, "reason": reason[:200], "trigger": trigger},
         )
     log.info("recovering %s (%s): %s", slot, trigger, reason)
+    audit_record(actor=system_actor(trigger), action="slot.recover", source=Source.SYSTEM,
+                 slots=[slot], users=[slot.owner], result="queued", detail=reason)
     return True
 
 

@@ -446,6 +446,7 @@ DOCUMENTED = {
     "/api/deployments/{id}/files/{path}": {"delete"}, "/api/deployments/{id}/logs/": {"get"},
     "/api/deployments/{id}/restart/": {"post"},
     "/api/deployments/{id}/extend/": {"post"}, "/api/pools/": {"get"}, "/healthz": {"get"},
+    "/api/audit/": {"get"},
 }
 
 

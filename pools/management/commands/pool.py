@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from pools import services
+from pools.audit import Source, audit_record, command_actor
 from pools.engine import get_engine
 from pools.errors import PaasError
 from pools.models import PoolContainer
@@ -59,8 +60,12 @@ class Command(BaseCommand):
         handler = getattr(self, "do_" + action.replace("-", "_"))
         try:
             handler(**options)
-        except PaasError as exc:
+        except (PaasError, CommandError) as exc:
+            _audit(action, options, f"error: {exc}")
+            if isinstance(exc, CommandError):
+                raise
             raise CommandError(str(exc)) from exc
+        _audit(action, options, "ok")
 
     def say(self, text: str) -> None:
         self.stdout.write(text)
@@ -200,6 +205,19 @@ class Command(BaseCommand):
         self.say(cull_schedule_install())
         for line in monitor.schedules_install():
             self.say(line)
+
+
+READ_ONLY = {"status", "watch"}
+
+
+def _audit(action: str, options: dict[str, Any], result: str) -> None:
+    if action in READ_ONLY:
+        return
+    wanted = ("runtime", "count", "size", "user", "slot", "offline", "runtimes")
+    detail = " ".join(f"{key}={options[key]}" for key in wanted if options.get(key))
+    audit_record(actor=command_actor(), action=f"pool.{action}", source=Source.COMMAND,
+                 users=[options["user"]] if options.get("user") else [],
+                 result=result, detail=detail)
 
 
 def _require_engine() -> None:

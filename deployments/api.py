@@ -15,6 +15,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts.api_docs import ERRORS
@@ -173,18 +174,22 @@ class FileDeleteView(DeploymentView):
 
 
 class LogsView(DeploymentView):
+    throttle_classes = [ScopedRateThrottle]  # bounds each user's followers
+    throttle_scope = "logs"
+
     @extend_schema(
         parameters=[LogsQuerySerializer],
-        responses={200: LogsSerializer, 400: ERRORS[400], **MINE, **ENGINE},
-        summary="The container's recent log lines",
+        responses={200: LogsSerializer, 400: ERRORS[400], 429: ERRORS[429], **MINE,
+                   **ENGINE},
+        summary="The container's recent log lines; follow with since=<cursor>",
     )
     def get(self, request: Request, pk: int) -> Response:
         deployment = self.mine(pk, active=True)
         query = LogsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        lines = services.deployment_logs(deployment=deployment,
-                                         tail=query.validated_data["tail"])
-        return Response({"lines": lines})
+        lines, cursor = services.deployment_log_follow(deployment=deployment,
+                                                       **query.validated_data)
+        return Response({"lines": lines, "cursor": cursor})
 
 
 class RestartView(DeploymentView):

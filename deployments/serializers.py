@@ -10,6 +10,7 @@ from rest_framework import serializers
 from deployments.lifetimes import deployment_expires_at
 from deployments.models import Deployment
 from deployments.selectors import deployment_last_recovery, deployment_url
+from pools.logs import CURSOR
 
 STATES = ["pending", "running", "recovering", "failed", "released"]
 MAX_TAIL = 5000
@@ -113,10 +114,15 @@ class UploadResultSerializer(serializers.Serializer):
 
 class LogsQuerySerializer(serializers.Serializer):
     tail = serializers.IntegerField(min_value=1, max_value=MAX_TAIL, default=100)
+    since = serializers.RegexField(
+        CURSOR, required=False, default="",
+        help_text="The cursor of the last answer: only lines after it (follow the log).",
+        error_messages={"invalid": "not a cursor from an earlier answer"})
 
 
 class LogsSerializer(serializers.Serializer):
     lines = serializers.ListField(child=serializers.CharField(allow_blank=True))
+    cursor = serializers.CharField(allow_blank=True, help_text="Pass as since= next time.")
 
 
 class RestartResultSerializer(serializers.Serializer):

@@ -30,6 +30,7 @@ from deployments.errors import NotReady, QuotaExceeded, Released, ShareExceeded
 from deployments.models import Deployment, EndedReason
 from pools import content, hostnames
 from pools.errors import InvalidInput, PoolExhausted
+from pools.logs import log_follow
 from pools.metrics import claim_observed
 from pools.models import PoolContainer, Runtime, SlotStatus
 from pools.policy import ceiling, max_size, share_limit
@@ -280,6 +281,16 @@ def deployment_logs(*, deployment: Deployment, tail: int = 100) -> list[str]:
     if slot.status == SlotStatus.RECOVERING:
         return []
     return slot_logs(slot=slot, tail=tail).splitlines()
+
+
+def deployment_log_follow(*, deployment: Deployment, since: str = "",
+                          tail: int = 100) -> tuple[list[str], str]:
+    """Log lines after the cursor ``since`` (or the last ``tail``) and the cursor to ask
+    with next time; shared with every other follower of the container."""
+    slot = _held_slot(deployment)
+    if slot.status == SlotStatus.RECOVERING or not slot.container_id:
+        return [], since
+    return log_follow(container_id=slot.container_id, since=since, tail=tail)
 
 
 def deployment_restart(*, deployment: Deployment) -> bool:

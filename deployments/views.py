@@ -60,17 +60,18 @@ def deployment_page(request: HttpRequest, pk: int) -> HttpResponse:
         services.deployments_serve_waiting(runtime_name=deployment.runtime_name)
         deployment.refresh_from_db()
     files: list[dict[str, object]] = []
-    logs: list[str] | None = []
+    logs: tuple[list[str], str] | None = None
     if deployment.is_active:
         files = _read(request, lambda: services.deployment_files(deployment=deployment)) or []
-        logs = _read(request, lambda: services.deployment_logs(deployment=deployment,
-                                                               tail=LOG_LINES))
+        logs = _read(request, lambda: services.deployment_log_follow(deployment=deployment,
+                                                                     tail=LOG_LINES))
     return render(request, "deployments/deployment.html", {
         **_row(request, deployment),
         "last_recovery": selectors.deployment_last_recovery(deployment=deployment),
         "expiry": lifetimes.deployment_expiry_warning(deployment=deployment),
         "files": files,
-        "logs": logs,
+        "logs": logs[0] if logs else [],
+        "log_cursor": logs[1] if logs else "",
         "upload_form": UploadForm(),
         "apps_domain": settings.PAAS_APPS_DOMAIN,
     })

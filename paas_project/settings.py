@@ -74,6 +74,12 @@ PAAS_MEMORY_RESERVE_MB = env.int("PAAS_MEMORY_RESERVE_MB", default=512)
 PAAS_CLAIM_WAIT = env.int("PAAS_CLAIM_WAIT", default=60)
 # Seconds before a deployment's expiry (lifetimes) from which its page warns the user.
 PAAS_EXPIRY_WARNING = env.int("PAAS_EXPIRY_WARNING", default=600)
+# Live logs: Docker log reads at once per web process (followers share one read per
+# container and PAAS_LOG_CACHE_SECONDS), and log polls per user (a page polls every
+# second, so 180/min is three open pages).
+PAAS_LOG_READERS = env.int("PAAS_LOG_READERS", default=4)
+PAAS_LOG_CACHE_SECONDS = env.float("PAAS_LOG_CACHE_SECONDS", default=0.5)
+PAAS_LOG_POLL_RATE = env.str("PAAS_LOG_POLL_RATE", default="180/min")
 
 # --- The front door: Caddy (HTTPS and hostnames) ------------------------------
 # The platform at https://PAAS_DOMAIN/, each deployment at https://<slug>.PAAS_APPS_DOMAIN/.
@@ -288,6 +294,7 @@ REST_FRAMEWORK = {
         "auth": env.str("PAAS_AUTH_THROTTLE", default="30/min"),
         # New accounts per client address (invite-code holders are exempt).
         "signup": env.str("PAAS_SIGNUP_THROTTLE", default="10/hour"),
+        "logs": PAAS_LOG_POLL_RATE,
     },
 }
 SIMPLE_JWT = {

@@ -99,9 +99,10 @@ class FakeEngine:
                     assert content is not None
                     self.files[container_id][f"{path}/{member.name}"] = content.read()
 
-    def logs(self, container_id: str, tail: int = 100) -> str:
+    def logs(self, container_id: str, tail: int = 100, timestamps: bool = False) -> str:
         self._require(container_id)
-        return f"fake log of {container_id}\n"
+        stamp = "2026-01-01T00:00:00.000000001Z " if timestamps else ""
+        return f"{stamp}fake log of {container_id}\n"
 
     def signal(self, container_id: str, signal: str) -> None:
         self._require(container_id)

@@ -182,9 +182,10 @@ class DockerEngine:
             time.sleep(0.05)
         raise EngineError(f"exec {exec_id[:12]} did not finish")
 
-    def logs(self, container_id: str, tail: int = 100) -> str:
+    def logs(self, container_id: str, tail: int = 100, timestamps: bool = False) -> str:
         container = self._require(container_id)
-        raw = self._call(container.logs, tail=tail, stdout=True, stderr=True)
+        raw = self._call(container.logs, tail=tail, stdout=True, stderr=True,
+                         timestamps=timestamps)
         return raw.decode("utf-8", "replace")
 
     def signal(self, container_id: str, signal: str) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pools import health, services
+from pools import health, logs, services
 from pools.engine import set_engine
 from pools.models import PoolContainer, Runtime
 from tests.fakes import FakeEngine
@@ -17,6 +17,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEngine]:
     engine = FakeEngine()
     set_engine(engine)
     services._networks_ready.clear()
+    logs.forget_all()  # fake container ids repeat from test to test
     monkeypatch.setattr(health, "http_answers", lambda port, **kw: True)
     monkeypatch.setattr(health, "port_is_free", lambda port: True)
     monkeypatch.setattr(services, "READY_TIMEOUT", 0.2)

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from deployments import api as deployments_api
 from pools import content
+from pools import logs as logs_module
 from pools.models import PoolContainer, SlotStatus
 from tests.fakes import FakeEngine
 from tests.unit.api_helpers import snapshot, tar_member, tar_of, upload, zip_of
@@ -286,16 +287,21 @@ def test_logs_default_and_tail(launched: dict, alice: AbstractUser,
                                fake_engine: FakeEngine) -> None:
     seen: list[int] = []
 
-    def logs(container_id: str, tail: int = 100) -> str:
+    def logs(container_id: str, tail: int = 100, timestamps: bool = False) -> str:
         seen.append(tail)
-        return "line one\nline two\n"
+        return ("2026-01-01T10:00:00.5Z line one\n2026-01-01T10:00:01Z line two\n"
+                * (tail // 2))
 
     monkeypatch.setattr(fake_engine, "logs", logs)
+    monkeypatch.setattr(logs_module, "WINDOW", 4)
     url = f"/api/deployments/{launched['id']}/logs/"
-    response = api(alice).get(url)
-    assert response.status_code == 200 and response.json() == {"lines": ["line one", "line two"]}
-    api(alice).get(url, {"tail": 7})
-    assert seen == [100, 7]
+    response = api(alice).get(url, {"tail": 3})
+    assert response.status_code == 200 and response.json() == {
+        "lines": ["line two", "line one", "line two"],
+        "cursor": "2026-01-01T10:00:01.000000000Z"}
+    assert seen == [4]  # within the shared window: one read of the window
+    assert len(api(alice).get(url, {"tail": 7}).json()["lines"]) == 6
+    assert seen == [4, 7]  # a longer tail than the window: its own read
 
 
 @pytest.mark.parametrize("tail", ["abc", "0", "-3", "1000000", "1.5"])

@@ -43,7 +43,44 @@
     });
   }
 
+  // Live logs: ask for the lines after our cursor every second (while the tab is
+  // visible); slow down when the server says it is busy or we poll too much.
+  var LOG_KEEP = 1000;
+  function followLogs(pre) {
+    var cursor = pre.dataset.cursor, delay = 1000;
+    var empty = document.querySelector("[data-logs-empty]");
+    function show(lines) {
+      var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.appendChild(document.createTextNode(lines.join("\n") + "\n"));
+      var all = pre.textContent.split("\n");
+      if (all.length > LOG_KEEP + 200) pre.textContent = all.slice(-LOG_KEEP).join("\n");
+      pre.hidden = false;
+      if (empty) empty.hidden = true;
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    }
+    function tick() {
+      if (document.hidden) { setTimeout(tick, delay); return; }
+      var query = cursor ? "?since=" + encodeURIComponent(cursor) : "?tail=50";
+      fetch(pre.dataset.follow + query, {credentials: "same-origin",
+                                         headers: {Accept: "application/json"}})
+        .then(function (resp) {
+          if (resp.status === 404 || resp.status === 410) { delay = 0; return null; }
+          delay = resp.ok ? 1000 : 5000;
+          return resp.ok ? resp.json() : null;
+        })
+        .then(function (data) {
+          if (data && data.lines.length) show(data.lines);
+          if (data && data.cursor) cursor = data.cursor;
+        })
+        .catch(function () { delay = 5000; })
+        .then(function () { if (delay) setTimeout(tick, delay); });
+    }
+    setTimeout(tick, delay);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var logs = document.querySelector("pre[data-follow]");
+    if (logs) followLogs(logs);
     document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
     var root = document.querySelector("[data-poll]");
     if (root) setInterval(function () { poll(root); }, 5000);

@@ -273,3 +273,22 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action}"
+
+
+class OccupancySample(models.Model):
+    """A runtime's slot counts at one moment (taken by each reconcile pass), for the
+    admin's occupancy chart over the last hours."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    runtime_name = models.CharField(max_length=32)
+    idle = models.PositiveIntegerField()
+    assigned = models.PositiveIntegerField()
+    busy = models.PositiveIntegerField()
+    failed = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["at"]
+
+    @property
+    def total(self) -> int:
+        return self.idle + self.assigned + self.busy + self.failed

@@ -18,7 +18,7 @@ from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-from pools import health, hostnames, metrics, services
+from pools import health, hostnames, metrics, occupancy, services
 from pools.engine import ContainerInfo, get_engine
 from pools.errors import EngineError, EngineUnavailable
 from pools.lease import Holder, LeaseBusy, lease_held
@@ -71,6 +71,7 @@ def _pass(trigger: str, holder: Holder) -> dict[str, Any]:
         record.error = "; ".join(filter(None, [error, *summary["errors"]]))[:2000]
         record.save()
         metrics.pass_observed(record)
+        occupancy.occupancy_record()
     return {"ok": ok, "error": error, **summary}
 
 

@@ -19,6 +19,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts"
 NGINX_SLOTS = 3  # one per test that launches, so none waits for a recycle
+PYTHON_SLOTS = 1  # the live-logs test
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +30,15 @@ def stack() -> Iterator[LiveStack]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
     engine = DockerEngine()
-    build_images(engine, runtimes=["nginx"], progress=lambda line: None, prune=False)
+    build_images(engine, runtimes=["nginx", "python"], progress=lambda line: None, prune=False)
     instance = settings.PAAS_INSTANCE + "-e2e"
     # Created here, once: `pool init` creates slots in parallel threads, and racing
     # creators can leave several networks of one name (Docker allows that).
     engine.ensure_network(f"paas-{instance}", {LABEL_INSTANCE: instance})
     with LiveStack(instance=instance, port_base=settings.LIVE_PORT_BASE,
-                   sizes=f"nginx={NGINX_SLOTS},apache=0,python=0,node=0") as live:
+                   sizes=f"nginx={NGINX_SLOTS},apache=0,python={PYTHON_SLOTS},node=0") as live:
         wait_idle(live, "nginx", NGINX_SLOTS)
+        wait_idle(live, "python", PYTHON_SLOTS)
         yield live
 
 

@@ -152,13 +152,14 @@ do_converge() {
   ensure_venv
   docker info >/dev/null 2>&1 || fail "no Docker engine answers (make docker)"
   # globals, not locals: the EXIT trap (cleanup) needs them after this function returns
-  local web_port base sizes ranges
+  local web_port prom_port base sizes ranges
   run_id=${PAAS_DEPLOYTEST_RUN_ID:-$(date +%H%M%S)$((RANDOM % 1000))}
   instance=deploytest-$run_id
   target=paas-deploytest-$run_id
   work=$repo/test-artifacts/deploy-test/$run_id
   mkdir -p "$work"
   web_port=$(free_port)
+  prom_port=$(free_port)
   base=$((30000 + (RANDOM % 25) * 400))
   sizes="nginx=2,apache=1,python=1,node=1"
   ranges="nginx=$base-$((base + 99)),apache=$((base + 100))-$((base + 199)),python=$((base + 200))-$((base + 299)),node=$((base + 300))-$((base + 399))"
@@ -231,6 +232,8 @@ do_converge() {
   "paas_pool_sizes": "$sizes",
   "paas_port_ranges": "$ranges",
   "paas_monitor_interval": 60,
+  "paas_prometheus_port": $prom_port,
+  "paas_prometheus_scrape_interval": "5s",
   "paas_extra_ca_certificates": $extra_cas,
   "paas_admin_user": "admin",
   "paas_admin_password": "deploy-test-$run_id-$RANDOM$RANDOM"
@@ -290,7 +293,22 @@ print(", ".join(f"{name} idle={idle[name]}/{size}" for name, size in want.items(
   [ "$code" = 200 ] || fail "nginx pool port $nginx_port answered '$code' through 127.0.0.1"
   log "CHECK nginx pool port $nginx_port from the target: 200"
 
-  # 5. idempotent: the second run changes nothing
+  # 5. Prometheus in the target scrapes /metrics with the token, with our alert rules
+  local scraped=""
+  for _ in $(seq 1 30); do
+    if docker exec "$target" curl -s "http://127.0.0.1:$prom_port/api/v1/targets?state=active" \
+        | python3 -c 'import json, sys
+up = [t for t in json.load(sys.stdin)["data"]["activeTargets"]
+      if t["labels"]["job"] == "paas" and t["health"] == "up"]
+sys.exit(0 if up else 1)' 2>/dev/null; then scraped=up; break; fi
+    sleep 2
+  done
+  [ -n "$scraped" ] || fail "prometheus in the target does not scrape the platform (job paas not up)"
+  docker exec "$target" curl -s "http://127.0.0.1:$prom_port/api/v1/rules" | grep -q PaasPoolEmpty \
+    || fail "prometheus in the target has not loaded the alert rules"
+  log "CHECK prometheus scrapes /metrics (up) with the alert rules"
+
+  # 6. idempotent: the second run changes nothing
   log "converge: second run of site.yml (log $work/converge-2.log)"
   started=$(clock)
   if ! (cd "$infra" && PATH="$venv/bin:$PATH" "${playbook[@]}") >"$work/converge-2.log" 2>&1; then

@@ -195,7 +195,7 @@ def test_scrape_cost_at_500_slots(scrape: Callable[[], Samples]) -> None:
         PoolContainer(runtime=runtimes[i % 4], port=40000 + i, status=statuses[i % 4])
         for i in range(500))
     scrape()  # warm: the first scrape pays for imports and the engine check
-    rounds = 20
+    rounds = 10
     started = time.perf_counter()
     for _ in range(rounds):
         scraped = scrape()

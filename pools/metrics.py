@@ -18,6 +18,7 @@ Two kinds, chosen by where the truth lives:
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from pools.errors import PaasError
 from pools.models import MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 # A claim is one UPDATE: single milliseconds when healthy, tens under a write convoy.
 CLAIM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -84,10 +86,29 @@ def claim_observed(func: F) -> F:
             outcome = _claim_outcome(exc)
             raise
         finally:
-            runtime = _known_runtime(str(kwargs.get("runtime_name", "")))
-            CLAIMS.labels(runtime=runtime, outcome=outcome).inc()
-            CLAIM_SECONDS.labels(runtime=runtime).observe(time.perf_counter() - started)
+            _claim_count(str(kwargs.get("runtime_name", "")), outcome,
+                         time.perf_counter() - started)
     return wrapper  # type: ignore[return-value]
+
+
+def _never_fails(func: F) -> F:
+    """Metrics are a side show: a failure to count (an unwritable metrics directory,
+    say) is logged and never breaks the claim, recovery or pass being counted."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception:
+            log.exception("could not record metrics in %s", func.__name__)
+            return None
+    return wrapper  # type: ignore[return-value]
+
+
+@_never_fails
+def _claim_count(runtime_name: str, outcome: str, seconds: float) -> None:
+    runtime = _known_runtime(runtime_name)
+    CLAIMS.labels(runtime=runtime, outcome=outcome).inc()
+    CLAIM_SECONDS.labels(runtime=runtime).observe(seconds)
 
 
 def _claim_outcome(exc: PaasError) -> str:
@@ -105,6 +126,7 @@ def _known_runtime(name: str) -> str:
     return name if name in _runtimes_seen else "unknown"
 
 
+@_never_fails
 def recovery_observed(*, slot_id: int, generation: int) -> None:
     """Count a recovery that just finished (any outcome) and time a successful one."""
     row = Recovery.objects.filter(slot_id=slot_id, generation=generation).first()
@@ -115,11 +137,7 @@ def recovery_observed(*, slot_id: int, generation: int) -> None:
         RECOVERY_SECONDS.labels(trigger=row.trigger).observe(row.duration_seconds)
 
 
-def recoveries_superseded(*, trigger_counts: dict[str, int]) -> None:
-    for trigger, count in trigger_counts.items():
-        RECOVERIES.labels(trigger=trigger, outcome=Recovery.Outcome.SUPERSEDED).inc(count)
-
-
+@_never_fails
 def pass_observed(record: MonitorPass) -> None:
     PASSES.labels(result="ok" if record.ok else "error").inc()
     if record.finished_at:

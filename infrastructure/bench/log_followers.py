@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tests.live import LiveStack  # noqa: E402
 
 PASSWORD = "Follow-the-logs-42!"
+WARMUP = 3  # claims before the first measured phase
 TICKER = (b"import time\nfrom http.server import HTTPServer, SimpleHTTPRequestHandler\n"
           b"import threading, os\n"
           b"def tick():\n    n = 0\n    while True:\n        n += 1\n"
@@ -66,7 +67,13 @@ def follow(stack: LiveStack, http: requests.Session, deployment_id: int,
     cursor = ""
     url = f"{stack.url}/api/deployments/{deployment_id}/logs/"
     while not stop.is_set():
-        answer = http.get(url, params={"since": cursor} if cursor else {}, timeout=30)
+        try:
+            answer = http.get(url, params={"since": cursor} if cursor else {}, timeout=30)
+        except requests.RequestException:
+            with lock:
+                counts["error"] = counts.get("error", 0) + 1
+            stop.wait(1.0)
+            continue
         with lock:
             counts[str(answer.status_code)] = counts.get(str(answer.status_code), 0) + 1
         if answer.ok:
@@ -84,7 +91,7 @@ def main() -> int:
     parser.add_argument("--port-base", type=int, default=36000)
     args = parser.parse_args()
     instance = f"bench-logs-{os.getpid()}"
-    sizes = f"nginx={2 * args.claims + 2},apache=0,python={args.owners},node=0"
+    sizes = f"nginx={2 * args.claims + WARMUP},apache=0,python={args.owners},node=0"
     env = {"PAAS_USER_QUOTA": "1000", "PAAS_AUTH_THROTTLE": "100000/min",
            "PAAS_MONITOR_INTERVAL": "3600", "PAAS_LOG_LEVEL": "WARNING",
            "PAAS_ACCESS_TOKEN_MINUTES": "600", "PAAS_CREATE_PARALLEL": "8"}
@@ -99,7 +106,7 @@ def main() -> int:
                       files={"file": ("app.py", TICKER)}, timeout=60).raise_for_status()
             followed.append((http, deployment["id"]))
         claimer = session(stack, "claimer")
-        claims_p50(stack, claimer, 3)  # warm-up
+        claims_p50(stack, claimer, WARMUP)
         alone, _ = claims_p50(stack, claimer, args.claims)
         stop, lock = threading.Event(), threading.Lock()
         counts: dict[str, int] = {}
@@ -109,8 +116,10 @@ def main() -> int:
         for thread in threads:
             thread.start()
         time.sleep(3)  # every follower is polling
-        crowded, _ = claims_p50(stack, claimer, args.claims)
-        stop.set()
+        try:
+            crowded, _ = claims_p50(stack, claimer, args.claims)
+        finally:
+            stop.set()
         for thread in threads:
             thread.join(timeout=35)
         result = {"claims_per_phase": args.claims, "followers": args.followers,

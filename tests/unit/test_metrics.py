@@ -205,3 +205,16 @@ def test_scrape_cost_at_500_slots(scrape: Callable[[], Samples]) -> None:
     assert sum(value(scraped, "paas_slots", runtime=r.name, status=s)
                for r in runtimes for s in S.values) == 500
     assert per_scrape < 1000
+
+
+def test_a_failure_to_count_never_breaks_a_claim(
+        alice: AbstractUser, warm: Callable, api: Callable[..., APIClient],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    warm("nginx", 1)
+
+    def broken(**labels: str) -> None:
+        raise PermissionError("metrics directory not writable")
+
+    monkeypatch.setattr(metrics.CLAIMS, "labels", broken)
+    response = api(alice).post("/api/deployments/", {"runtime": "nginx"}, format="json")
+    assert response.status_code == 201

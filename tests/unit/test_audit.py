@@ -19,9 +19,9 @@ from rest_framework.test import APIClient
 from deployments.services import deployment_create
 from pools import monitor, services
 from pools.audit import audit_record, command_actor
-from pools.engine import FakeEngine
 from pools.models import AuditEntry, PoolContainer, Runtime, SlotStatus
 from tests.conftest import runtime_form
+from tests.fakes import FakeEngine
 
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,12 +61,11 @@ def test_admin_add_containers_runtime_edit_and_pool_reinit_are_recorded(
     operator.post(reverse("admin:pools_poolcontainer_add_containers"),
                   {"runtime": nginx.pk, "count": 2})
     added = only("pool.add")
-    assert added.actor_name == "charlie" and len(added.slots) == 2
+    assert added.actor_name == "charlie" and added.detail == "nginx x2"
     operator.post(f"/admin/pools/runtime/{nginx.pk}/change/",
                   runtime_form(nginx, pool_size=1, mem_limit_mb=300))
     change = only("runtime.change")
     assert "pool_size" in change.detail and "mem_limit_mb" in change.detail
-    assert "removed 2 idle" in only("pool.set_size").result
     post_action(operator, "/admin/pools/runtime/", "reinitialize_pool", [nginx.pk])
     assert only("reinitializing").slots == [str(s) for s in nginx.slots.all()]
 

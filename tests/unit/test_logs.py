@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
 from pools import logs
-from pools.engine import FakeEngine
 from pools.models import PoolContainer
+from tests.fakes import FakeEngine
 
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)

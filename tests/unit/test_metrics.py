@@ -16,8 +16,8 @@ from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
 from pools import metrics, monitor
-from pools.engine import FakeEngine
 from pools.models import MonitorPass, PoolContainer, Runtime, SlotStatus
+from tests.fakes import FakeEngine
 from tests.scrape import Samples, delta, samples, value
 
 pytest_plugins = ["tests.unit.api_fixtures"]

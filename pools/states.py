@@ -10,6 +10,8 @@ busy state is the build's own outcome and keeps the generation.
 Invariants (checked by ``pools.invariants.invariants_check``):
 
 - an ``idle`` or ``provisioning`` slot has no owner and an empty content store;
+- an ``idle`` slot backing off (``retry_after`` set: its container died right after its
+  build) is not claimable; it stays idle, unowned, until its retry rebuilds it;
 - a slot that leaves an owner (any move into ``recycling``) has its store cleared before
   anyone else can claim it; the store is checked again just before the slot turns idle,
   and (a cheap stat) at every claim;
@@ -33,7 +35,7 @@ HELD = frozenset({S.ASSIGNED, S.RECOVERING, S.FAILED})  # states in which a slot
 SETTLED = frozenset({S.IDLE, S.ASSIGNED})  # a container is up and checked by the pass
 IN_USE = frozenset({S.ASSIGNED, S.RECOVERING})  # counted as "assigned" in the overviews
 BUILDING = frozenset({S.PROVISIONING, S.RECYCLING})  # counted as "busy": no owner yet
-CLAIMABLE = S.IDLE
+CLAIMABLE = S.IDLE  # and no pending back-off (``retry_after`` unset)
 
 
 class InvalidTransition(PaasError):

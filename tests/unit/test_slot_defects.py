@@ -4,6 +4,7 @@ Every test here failed on the code before the state machine landed; it pins the 
 
 from __future__ import annotations
 
+import ast
 import io
 import logging
 import threading
@@ -21,7 +22,7 @@ from django.utils import timezone
 from deployments import services as deployments
 from pools import content, monitor, services
 from pools.engine import ContainerInfo, ContainerSpec
-from pools.errors import EngineError
+from pools.errors import EngineError, PoolExhausted
 from pools.models import MonitorPass, PoolContainer, Runtime, SlotStatus
 from tests.fakes import FakeEngine
 
@@ -376,3 +377,46 @@ def test_an_upload_racing_a_release_never_lands_in_the_store(
     with pytest.raises(deployments.Released):
         upload(deployment, "late.html", b"too late")
     assert content.content_is_empty(slot_id=slot_id)
+
+
+# --- back-off: a dead idle slot is not handed out, and is retried when due --------------
+def die_right_after_build(fake_engine: FakeEngine, warm: Callable) -> PoolContainer:
+    """An idle slot whose fresh container dies at once: the watcher backs it off."""
+    only_pool("nginx", 1)
+    slot = warm("nginx", 1)[0]  # just built: a death now is a repeat failure
+    fake_engine.kill(slot.container_id)
+    assert not monitor.handle_event(slot.container_id, "die", {"paas.slot": str(slot.pk)},
+                                    say=lambda s: None)
+    slot.refresh_from_db()
+    assert slot.status == S.IDLE and slot.retry_after and slot.failures == 1
+    return slot
+
+
+def test_an_idle_slot_in_back_off_is_not_claimable(
+        fake_engine: FakeEngine, warm: Callable, alice: Any) -> None:
+    slot = die_right_after_build(fake_engine, warm)
+    with pytest.raises(PoolExhausted):
+        services.slot_claim(runtime=slot.runtime, user=alice)
+    fresh = PoolContainer.objects.get(pk=slot.pk)
+    assert fresh.status == S.IDLE and fresh.owner_id is None
+
+
+def test_a_slot_in_back_off_is_retried_when_due_not_at_the_next_pass(
+        fake_engine: FakeEngine, warm: Callable, alice: Any) -> None:
+    from django_q.models import Schedule
+
+    slot = die_right_after_build(fake_engine, warm)
+    queued = Schedule.objects.get(func="pools.tasks.slot_retry_due")
+    assert queued.schedule_type == Schedule.ONCE and queued.next_run == slot.retry_after
+    args = ast.literal_eval(queued.args)
+    assert not services.slot_retry_due(slot_id=args[0], generation=args[1])  # not yet due
+
+    PoolContainer.objects.filter(pk=slot.pk).update(
+        retry_after=timezone.now() - timedelta(seconds=1))  # what the scheduler waits for
+    services._call_task(queued.func, *args)
+    fresh = PoolContainer.objects.get(pk=slot.pk)
+    assert fresh.status == S.IDLE and fresh.retry_after is None
+    assert fresh.generation > slot.generation and fresh.container_id != slot.container_id
+    assert fake_engine.containers[fresh.container_id].running
+    assert not services.slot_retry_due(slot_id=args[0], generation=args[1])  # moved on
+    assert services.slot_claim(runtime=slot.runtime, user=alice).pk == slot.pk

@@ -44,6 +44,7 @@ images: setup
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/mypy .
+	.venv/bin/lint-imports --no-logo --no-cache
 
 unit: venv
 	$(PYTEST) tests/unit -q

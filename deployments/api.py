@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import MultiPartParser
@@ -38,8 +37,8 @@ from deployments.serializers import (
     UploadResultSerializer,
     UploadSerializer,
 )
-from pools.engine import get_engine
 from pools.errors import UploadTooLarge
+from pools.health import platform_health
 
 MB = 1024 * 1024
 # On one of my deployments: it may be someone else's (404) or released (410).
@@ -224,22 +223,9 @@ class HealthView(APIView):
     @extend_schema(responses={200: HealthSerializer, 503: HealthSerializer},
                    summary="Do the database and Docker answer?")
     def get(self, request: Request) -> Response:
-        checks = {"database": _check(_ping_database), "docker": _check(get_engine().ping)}
+        checks = platform_health()
         healthy = all(result == "ok" for result in checks.values())
         return Response(checks, status=200 if healthy else 503)
-
-
-def _ping_database() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-
-
-def _check(probe: Any) -> str:
-    try:
-        probe()
-    except Exception as exc:  # any failure means "not answering"
-        return f"unavailable: {type(exc).__name__}"
-    return "ok"
 
 
 def _refuse_oversized_body(request: Request) -> None:

@@ -15,8 +15,7 @@ from django.core.management import call_command
 from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
-from deployments import api as deployments_api
-from pools import content
+from pools import content, health
 from pools import logs as logs_module
 from pools.models import PoolContainer, SlotStatus
 from tests.fakes import FakeEngine
@@ -437,7 +436,7 @@ def test_healthz(fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> No
     def broken() -> None:
         raise RuntimeError("database is down")
 
-    monkeypatch.setattr(deployments_api, "_ping_database", broken)
+    monkeypatch.setattr(health, "_ping_database", broken)
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["database"].startswith("unavailable")

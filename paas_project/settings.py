@@ -17,13 +17,12 @@ DEBUG = env.bool("PAAS_DEBUG", default=False)
 SECRET_KEY = env.str("PAAS_SECRET_KEY", default="")
 if not SECRET_KEY:
     # A development key kept in the data dir, so restarts keep sessions and tokens valid.
-    _key_file = DATA_DIR / "secret_key"
-    if not _key_file.exists():
-        from django.core.management.utils import get_random_secret_key
+    from django.core.management.utils import get_random_secret_key
 
-        _key_file.write_text(get_random_secret_key())
-        _key_file.chmod(0o600)
-    SECRET_KEY = _key_file.read_text().strip()
+    from paas_project.private_files import private_file_create
+
+    SECRET_KEY = private_file_create(path=DATA_DIR / "secret_key",
+                                     text=get_random_secret_key()).strip()
 
 # --- Platform settings -------------------------------------------------------
 PAAS_INSTANCE = env.str("PAAS_INSTANCE", default="default")

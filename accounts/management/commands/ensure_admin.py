@@ -7,7 +7,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+from paas_project.private_files import private_file_write
 
 
 class Command(BaseCommand):
@@ -19,12 +21,17 @@ class Command(BaseCommand):
         if users.filter(username=username).exists():
             self.stdout.write(f"admin account '{username}' exists")
             return
-        password = os.environ.get("PAAS_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        given = os.environ.get("PAAS_ADMIN_PASSWORD")
+        if given is not None and not given.strip():
+            # An empty value is a mistake (an unset shell variable), not a wish for a
+            # generated password nobody would be told.
+            raise CommandError("PAAS_ADMIN_PASSWORD is set but empty: give a password, or "
+                               "unset it to have one generated")
+        password = given or secrets.token_urlsafe(12)
         users.create_superuser(username, os.environ.get("PAAS_ADMIN_EMAIL", ""), password)
-        if "PAAS_ADMIN_PASSWORD" not in os.environ:
+        if given is None:
             secret_file = settings.DATA_DIR / "admin-password"
-            secret_file.write_text(password + "\n")
-            secret_file.chmod(0o600)
+            private_file_write(path=secret_file, text=password + "\n")
             self.stdout.write(self.style.WARNING(
                 f"created admin account '{username}' with password: {password}\n"
                 f"(also saved in {secret_file}; change it in the admin)"))

@@ -2,6 +2,8 @@
 
 from pools.errors import InvalidInput, PaasError
 
+USERNAME_TAKEN = "This username is already taken."
+
 
 class LockedOut(PaasError):
     """Too many failed login attempts; try again later."""
@@ -27,3 +29,8 @@ class ApprovalPending(PaasError):
 
     code = "approval_pending"
     status = 403
+class UsernameTaken(InvalidInput):
+    """This username is already taken."""
+
+    def __init__(self) -> None:
+        super().__init__(USERNAME_TAKEN, fields={"username": [USERNAME_TAKEN]})

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AbstractUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.errors import InviteInvalid, InviteRequired
+from accounts.errors import InviteInvalid, InviteRequired, UsernameTaken
 from accounts.models import Admission, InviteCode, SignupMode
 from accounts.selectors import signup_mode
 
@@ -19,19 +19,25 @@ def user_register(*, username: str, email: str, password: str,
     """A new, active, non-staff user (the caller has validated the input), admitted by
     the sign-up policy: at once in open mode or with a valid invite code; in approval
     mode without a code, once staff approve. In invite mode a code is required. A bad
-    code (``InviteInvalid``) or a missing one (``InviteRequired``) creates nothing."""
+    code (``InviteInvalid``) or a missing one (``InviteRequired``) creates nothing. A
+    name taken in any case meanwhile (a racing registration) raises ``UsernameTaken``:
+    the database holds a unique index on the lower-cased name."""
     mode = signup_mode()
-    with transaction.atomic():
-        invite = invite_redeem(code=invite_code) if invite_code else None
-        if mode == SignupMode.INVITE and invite is None:
-            raise InviteRequired("sign-up needs an invite code; ask your teacher or operator",
-                                 fields={"invite_code": ["An invite code is required."]})
-        user: AbstractUser = get_user_model().objects.create_user(
-            username=username, email=email, password=password,
-        )
-        admitted = mode == SignupMode.OPEN or invite is not None
-        Admission.objects.create(user=user, invite=invite,
-                                 approved_at=timezone.now() if admitted else None)
+    try:
+        with transaction.atomic():
+            invite = invite_redeem(code=invite_code) if invite_code else None
+            if mode == SignupMode.INVITE and invite is None:
+                raise InviteRequired(
+                    "sign-up needs an invite code; ask your teacher or operator",
+                    fields={"invite_code": ["An invite code is required."]})
+            user: AbstractUser = get_user_model().objects.create_user(
+                username=username, email=email, password=password,
+            )
+            admitted = mode == SignupMode.OPEN or invite is not None
+            Admission.objects.create(user=user, invite=invite,
+                                     approved_at=timezone.now() if admitted else None)
+    except IntegrityError:
+        raise UsernameTaken() from None
     return user
 
 

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.errors import InviteInvalid, InviteRequired
+from accounts.errors import InviteInvalid, InviteRequired, UsernameTaken
 from accounts.forms import RegisterForm
 from accounts.models import SignupMode
 from accounts.selectors import signup_mode, user_admitted
@@ -48,6 +48,8 @@ def register(request: HttpRequest) -> HttpResponse:
                                  invite_code=form.cleaned_data["invite_code"])
         except (InviteRequired, InviteInvalid) as exc:
             form.add_error("invite_code", f"{exc.detail[:1].upper()}{exc.detail[1:]}.")
+        except UsernameTaken as exc:  # a racing registration took the name
+            form.add_error("username", exc.detail)
         else:
             login(request, cast(User, user), backend=MODEL_BACKEND)
             _welcome(request, user)

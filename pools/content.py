@@ -31,6 +31,9 @@ from django.conf import settings
 from pools.errors import InvalidInput, NotFound, PaasError, UnsafeUpload, UploadTooLarge
 
 MB = 1024 * 1024
+# Linux's limits (ext4, xfs, overlayfs): one name, and a whole path with its NUL.
+NAME_MAX = 255
+PATH_MAX = 4096
 _CHUNK = 64 * 1024
 # Small files of repeated bytes compress far beyond any sane ratio and are harmless
 # (the size limit still holds), so the ratio only applies past this many bytes.
@@ -81,14 +84,27 @@ def _check_name(part: str, *, raw: str, what: str) -> None:
         encoded = part.encode("utf-8")
     except UnicodeEncodeError:  # undecodable bytes from a tar header
         raise InvalidInput(f"{what} {raw!r} is not valid UTF-8") from None
-    if len(encoded) > 255:
-        raise InvalidInput(f"{what} '{raw}' has a name longer than 255 bytes")
+    if len(encoded) > NAME_MAX:
+        raise PathTooLong(f"{what} '{_short(raw)}' has a name longer than {NAME_MAX} bytes")
+
+
+class PathTooLong(InvalidInput):
+    """A path longer or deeper than the file system allows. The public functions say
+    which request field it came from (``fields``)."""
+
+
+def _short(raw: str) -> str:
+    return raw if len(raw) <= 80 else f"{raw[:60]}…{raw[-16:]}"
 
 
 def _inside(root: Path, rel: str) -> Path:
-    """``root / rel``, checked to resolve inside ``root`` (belt and braces: ``rel`` is
-    already clean, but a link planted on disk must not redirect a write)."""
+    """``root / rel``, checked to fit the file system (PATH_MAX) and to resolve inside
+    ``root`` (belt and braces: ``rel`` is already clean, but a link planted on disk must
+    not redirect a write)."""
     target = root / rel
+    if len(os.fsencode(target)) >= PATH_MAX:  # PATH_MAX counts the final NUL
+        raise PathTooLong(f"path '{_short(rel)}' is longer than the file system allows "
+                          f"({PATH_MAX} bytes with its folder)")
     if not target.resolve().is_relative_to(root.resolve()):
         raise UnsafeUpload(f"path '{rel}' resolves outside the content folder")
     return target
@@ -495,6 +511,16 @@ def _commit(tree: Path, root: Path) -> list[str]:
 # --- Public API --------------------------------------------------------------------
 
 
+@contextmanager
+def _field(name: str) -> Iterator[None]:
+    """Name the request field a too-long path came from (the API's ``fields``)."""
+    try:
+        yield
+    except PathTooLong as exc:
+        exc.fields = exc.fields or {name: [exc.detail]}
+        raise
+
+
 def content_add(*, slot_id: int, uploads: Sequence[tuple[str, IO[bytes]]], path: str = "",
                 guard: Callable[[], None] | None = None) -> list[str]:
     """Store uploaded files under the folder ``path`` of the slot's store, extracting
@@ -505,7 +531,9 @@ def content_add(*, slot_id: int, uploads: Sequence[tuple[str, IO[bytes]]], path:
     the store under the same lock, so nothing lands after it). Returns the stored paths
     (relative, posix, sorted)."""
     root = content_dir(slot_id)
-    folder = _clean_relpath(path, what="target folder", scope="content folder")
+    with _field("path"):
+        folder = _clean_relpath(path, what="target folder", scope="content folder")
+        _inside(root, folder)
     if not uploads:
         raise InvalidInput("no files were uploaded")
     base = Path(settings.PAAS_CONTENT_DIR)
@@ -516,9 +544,10 @@ def content_add(*, slot_id: int, uploads: Sequence[tuple[str, IO[bytes]]], path:
         tree = work / "tree"
         (tree / folder).mkdir(parents=True)
         limits = _Limits()
-        for name, src in uploads:
-            _stage_upload(name, src, tree / folder, work, limits)
-        with _slot_lock(slot_id):
+        with _field("file"):
+            for name, src in uploads:
+                _stage_upload(name, src, tree / folder, work, limits)
+        with _field("file"), _slot_lock(slot_id):
             if guard is not None:
                 guard()
             return _commit(tree, root)
@@ -542,11 +571,12 @@ def content_size(*, slot_id: int) -> int:
 def content_delete(*, slot_id: int, path: str) -> None:
     """Remove one file, and any folders it leaves empty."""
     root = content_dir(slot_id)
-    rel = _clean_relpath(path, what="path", scope="content folder")
+    with _field("path"):
+        rel = _clean_relpath(path, what="path", scope="content folder")
+        target = _inside(root, rel)
     if not rel:
         raise InvalidInput("a file path is required")
     with _slot_lock(slot_id):
-        target = _inside(root, rel)
         if target.is_dir() and not target.is_symlink():
             raise InvalidInput(f"'{rel}' is a folder; delete the files in it instead")
         if not target.is_file():

@@ -290,7 +290,61 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
     return "link" if stat.S_ISLNK(mode) else "special"
 
 
+# zipfile's own layout of a central directory entry (46 bytes) and its signature.
+_ZIP_ENTRY = struct.Struct("<4s4B4HL2L5H2L")
+_ZIP_ENTRY_MAGIC = b"PK\x01\x02"
+
+
+def _precheck_zip_directory(name: str, fh: IO[bytes], limits: _Limits) -> None:
+    """Refuse a zip with more entries than an upload may hold *before* ``ZipFile`` loads
+    its central directory: it builds an object per entry, so 600 000 empty entries cost
+    ~290 MB before any count could be checked. The end record (read with zipfile's own
+    reader, so we see exactly the numbers ``ZipFile`` will trust) gives the declared
+    count; the directory is then walked header by header, keeping nothing, because
+    ``ZipFile`` parses entries until the directory's size is used up, whatever the count
+    says."""
+    cap = limits.max_files * 2  # as many folders as files may come with them
+    end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]
+    if not end:
+        raise InvalidInput(f"{name} is not a valid zip archive")
+    declared, size, location = end[4], end[5], end[9]
+    if declared > cap:
+        raise _too_many_entries(name, declared, limits)
+    start = location - size  # where ZipFile looks: after any data prepended to the zip
+    if end[0] == b"PK\x06\x06":  # zip64: its end record and locator sit in between
+        start -= 56 + 20
+    _walk_zip_directory(name, fh, start, size, cap, limits)
+    fh.seek(0)
+
+
+def _walk_zip_directory(name: str, fh: IO[bytes], start: int, size: int, cap: int,
+                        limits: _Limits) -> None:
+    if start < 0:
+        raise InvalidInput(f"{name} is not a valid zip archive")
+    fh.seek(start)
+    walked = entries = 0
+    while walked < size:
+        header = fh.read(_ZIP_ENTRY.size)
+        if len(header) != _ZIP_ENTRY.size or header[:4] != _ZIP_ENTRY_MAGIC:
+            return  # ZipFile reports the broken directory itself
+        entries += 1
+        if entries > cap:
+            raise _too_many_entries(name, entries, limits, at_least=True)
+        fields = _ZIP_ENTRY.unpack(header)
+        skip = fields[12] + fields[13] + fields[14]  # name, extra field, comment
+        fh.seek(skip, os.SEEK_CUR)
+        walked += _ZIP_ENTRY.size + skip
+
+
+def _too_many_entries(name: str, count: int, limits: _Limits,
+                      at_least: bool = False) -> UnsafeUpload:
+    many = f"at least {count}" if at_least else str(count)
+    return UnsafeUpload(f"{name} has {many} entries; an upload may hold {limits.max_files} "
+                        f"files and {limits.max_files} folders")
+
+
 def _extract_zip(name: str, fh: IO[bytes], root: Path, packed: int, limits: _Limits) -> None:
+    _precheck_zip_directory(name, fh, limits)
     with zipfile.ZipFile(fh) as archive:
         infos = archive.infolist()
         _precheck_zip(name, infos, packed, limits)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -37,10 +36,8 @@ from deployments.serializers import (
     UploadResultSerializer,
     UploadSerializer,
 )
-from pools.errors import UploadTooLarge
 from pools.health import platform_health
 
-MB = 1024 * 1024
 # On one of my deployments: it may be someone else's (404) or released (410).
 MINE = {404: ERRORS[404], 410: ERRORS[410]}
 ENGINE = {502: ERRORS[502], 503: ERRORS[503]}
@@ -154,7 +151,6 @@ class FilesView(DeploymentView):
     )
     def post(self, request: Request, pk: int) -> Response:
         deployment = self.mine(pk, active=True)
-        _refuse_oversized_body(request)
         serializer = UploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         uploads = [(f.name or "", f) for f in serializer.validated_data["file"]]
@@ -226,19 +222,4 @@ class HealthView(APIView):
         checks = platform_health()
         healthy = all(result == "ok" for result in checks.values())
         return Response(checks, status=200 if healthy else 503)
-
-
-def _refuse_oversized_body(request: Request) -> None:
-    """Answer 413 before reading a body that cannot fit the content limit (the exact
-    check, against the stored total, is the content store's)."""
-    limit = settings.PAAS_MAX_UPLOAD_MB * MB
-    # Room for multipart and archive headers: an archive of many small files is bigger
-    # than its content.
-    slack = settings.PAAS_MAX_UPLOAD_FILES * 2048 + 2 * MB
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > limit + slack:
-        raise UploadTooLarge(f"upload is over the {settings.PAAS_MAX_UPLOAD_MB} MB limit")
 

@@ -40,6 +40,8 @@ if PAAS_SIGNUP_MODE not in ("open", "invite", "approval"):
     raise ValueError(f"PAAS_SIGNUP_MODE={PAAS_SIGNUP_MODE!r}: use open, invite or approval")
 PAAS_MAX_UPLOAD_MB = env.int("PAAS_MAX_UPLOAD_MB", default=50)
 PAAS_MAX_UPLOAD_FILES = env.int("PAAS_MAX_UPLOAD_FILES", default=2000)
+# Request bodies of every route but the uploads (pages, login, admin, API), in KiB.
+PAAS_MAX_REQUEST_KB = env.int("PAAS_MAX_REQUEST_KB", default=1024)
 PAAS_MAX_COMPRESSION_RATIO = env.int("PAAS_MAX_COMPRESSION_RATIO", default=100)
 # Writable space of one container, shared by the places it may write (content root,
 # /tmp, home, venv: tmpfs mounts, the root is read-only); the memory limit grows by it.
@@ -187,6 +189,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Next (the metrics only start a timer): a body over the limit is refused before
+    # anything reads or spools it.
+    "paas_project.request_limits.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -275,7 +280,8 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/dashboard/"
 LOGOUT_REDIRECT_URL = "/"
 
-# Uploads: let Django spool large files to disk; our own limit is PAAS_MAX_UPLOAD_MB.
+# Uploads: let Django spool large files to disk; the body limits are applied before that
+# (paas_project.request_limits) and the content limit PAAS_MAX_UPLOAD_MB by the store.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 1000

@@ -90,7 +90,7 @@ class RequestSizeLimitMiddleware:
     def parse_upload(self, request: HttpRequest) -> HttpResponse | None:
         """Parse the upload here, through the limiting handler, so no later reader (the
         CSRF check, the view) can spool more than the cap."""
-        if not request.content_type.startswith("multipart/form-data"):
+        if not (request.content_type or "").startswith("multipart/form-data"):
             return None
         limiter = UploadLimitHandler(request, upload_file_cap())
         request.upload_handlers.insert(0, limiter)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from django.contrib.auth.models import AbstractUser, User
@@ -59,11 +59,15 @@ def deployment(alice: AbstractUser, warm: Callable) -> Deployment:
     return Deployment.objects.get(user=alice)
 
 
+def _input(stream: object) -> dict[str, Any]:
+    return {"wsgi.input": stream}
+
+
 def _declared(client: Client, path: str, length: int | str) -> object:
     # With no data the test client sets no body headers: these are the request's own.
     return client.post(path, data=b"", content_type="application/octet-stream",
                        CONTENT_TYPE=MULTIPART, CONTENT_LENGTH=str(length),
-                       **{"wsgi.input": Untouchable()})
+                       **_input(Untouchable()))
 
 
 @pytest.mark.parametrize("path", ["/login/", "/register/", "/admin/login/",
@@ -125,7 +129,7 @@ def test_an_upload_is_stopped_while_streaming_at_the_cap(
             else f"/api/deployments/{deployment.pk}/files/")
     response = client.post(path, data=b"", content_type="application/octet-stream",
                            CONTENT_TYPE=MULTIPART, CONTENT_LENGTH=str(len(body)),
-                           **{"wsgi.input": stream})
+                           **_input(stream))
     assert response.status_code == 413
     assert stream.taken < 2 * MB + 200 * 1024  # stopped near the cap, not at 3 MB
     assert snapshot(fake_engine) == before
@@ -134,7 +138,7 @@ def test_an_upload_is_stopped_while_streaming_at_the_cap(
 def test_a_body_without_a_length_is_refused() -> None:
     response = Client().post("/api/auth/token/", data=b"", content_type="application/json",
                              CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked",
-                             **{"wsgi.input": Untouchable()})
+                             **_input(Untouchable()))
     assert response.status_code == 411
     assert response.json()["code"] == "length_required"
 

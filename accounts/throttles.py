@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 
 from accounts.selectors import invite_holder, invite_lookup
+from paas_project.client_ip import client_ip
 
 
 def _field(request: Any, name: str) -> str:
@@ -32,7 +33,15 @@ def invite_exempt(request: Any) -> bool:
             or invite_holder(username=_field(request, "username")))
 
 
-class AuthThrottle(ScopedRateThrottle):
+class ClientAddress:
+    """Counts per ``client_ip`` (PAAS_TRUSTED_PROXIES), not per DRF's own reading of
+    ``X-Forwarded-For``, which trusts whatever the client sends."""
+
+    def get_ident(self, request: Any) -> str:
+        return client_ip(request)
+
+
+class AuthThrottle(ClientAddress, ScopedRateThrottle):
     """The ``auth`` scope (log in, refresh, log out, register), minus invite holders."""
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
@@ -41,7 +50,7 @@ class AuthThrottle(ScopedRateThrottle):
         return super().get_cache_key(request, view)
 
 
-class SignupThrottle(SimpleRateThrottle):
+class SignupThrottle(ClientAddress, SimpleRateThrottle):
     """New accounts per client address (``signup`` scope), minus invite-code sign-ups."""
 
     scope = "signup"

@@ -321,6 +321,23 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- Client addresses and the shared cache -----------------------------------
+# How many proxies sit in front (e.g. 1 behind Caddy), or which (addresses/CIDRs); empty:
+# none, the peer address is the client's. See paas_project/client_ip.py.
+PAAS_TRUSTED_PROXIES = env.str("PAAS_TRUSTED_PROXIES", default="")
+PAAS_REDIS_URL = env.str("PAAS_REDIS_URL", default="")
+# Throttle counts live in the default cache, shared by every worker process: Redis when
+# configured, else a table in the database (created by a migration).
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": PAAS_REDIS_URL}
+        if PAAS_REDIS_URL else
+        {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "paas_cache"}
+    ),
+    # Per process, for what need not be shared (django-q2's cluster statistics).
+    "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
+
 # --- Brute-force lockout (django-axes) ---------------------------------------
 AXES_FAILURE_LIMIT = env.int("PAAS_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("PAAS_LOGIN_COOLOFF_MINUTES", default=15))
@@ -328,11 +345,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_VERBOSE = False
+AXES_CLIENT_IP_CALLABLE = "paas_project.client_ip.client_ip"
 
 # --- Task queue (django-q2, ORM broker) --------------------------------------
 Q_CLUSTER = {
     "name": f"paas-{PAAS_INSTANCE}",
     "orm": "default",
+    "cache": "local",
     "workers": env.int("PAAS_Q_WORKERS", default=2),
     "timeout": env.int("PAAS_Q_TIMEOUT", default=120),
     # Must exceed timeout, or a slow task is handed out twice; a task whose worker was

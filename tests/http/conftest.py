@@ -21,16 +21,18 @@ from tests.live import ROOT, free_port
 
 
 class LiveWeb:
-    def __init__(self, extra_env: dict[str, str] | None = None, workers: int = 2) -> None:
-        self.data_dir = Path(tempfile.mkdtemp(prefix="paas-http-"))
-        self.tmp_dir = self.data_dir / "tmp"
-        self.tmp_dir.mkdir()
+    def __init__(self, extra_env: dict[str, str] | None = None, workers: int = 2,
+                 data_dir: Path | None = None) -> None:
+        """``data_dir``: share another stack's data dir (and database)."""
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="paas-http-"))
         self.port = free_port()
+        self.tmp_dir = self.data_dir / f"tmp-{self.port}"
+        self.tmp_dir.mkdir()
         self.workers = workers
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "paas_project.settings",
-            "PAAS_INSTANCE": f"test-http-{os.getpid()}-{self.port}",
+            "PAAS_INSTANCE": f"test-http-{os.getpid()}",
             "PAAS_DATA_DIR": str(self.data_dir),
             "TMPDIR": str(self.tmp_dir),  # where Django spools uploads
             **(extra_env or {}),
@@ -43,7 +45,7 @@ class LiveWeb:
 
     def start(self) -> None:
         self.manage("migrate", "--noinput")
-        log = (self.data_dir / "web.log").open("ab")
+        log = (self.data_dir / f"web-{self.port}.log").open("ab")
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "paas_project.wsgi:application",
              "--bind", f"127.0.0.1:{self.port}", "--worker-class", "gthread",
@@ -66,7 +68,7 @@ class LiveWeb:
                 self.proc.wait()
 
     def log(self) -> str:
-        path = self.data_dir / "web.log"
+        path = self.data_dir / f"web-{self.port}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:

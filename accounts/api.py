@@ -45,7 +45,8 @@ class RegisterView(AuthThrottled, APIView):
 
     @extend_schema(
         request=RegisterSerializer,
-        responses={201: UserSerializer, 400: ERRORS[400], 429: ERRORS[429]},
+        responses={201: UserSerializer, 400: ERRORS[400], 409: ERRORS[409],
+                   429: ERRORS[429]},
         summary="Create an account",
     )
     def post(self, request: Request) -> Response:
@@ -59,7 +60,8 @@ class TokenObtainView(AuthThrottled, jwt_views.TokenObtainPairView):
     """Username and password → an access and a refresh token. After
     ``AXES_FAILURE_LIMIT`` failures the client is locked out (429 ``locked_out``)."""
 
-    @extend_schema(responses={401: ERRORS[401], 429: ERRORS[429]}, summary="Log in")
+    @extend_schema(responses={400: ERRORS[400], 401: ERRORS[401], 429: ERRORS[429]},
+                   summary="Log in")
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         try:
@@ -81,7 +83,8 @@ class TokenRefreshView(AuthThrottled, jwt_views.TokenRefreshView):
     """A refresh token → a new access and refresh token; the old refresh token is
     blacklisted (rotation) and refused from then on."""
 
-    @extend_schema(responses={401: ERRORS[401], 429: ERRORS[429]}, summary="Refresh tokens")
+    @extend_schema(responses={400: ERRORS[400], 401: ERRORS[401], 429: ERRORS[429]},
+                   summary="Refresh tokens")
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().post(request, *args, **kwargs)
 
@@ -91,8 +94,8 @@ class LogoutView(AuthThrottled, jwt_views.TokenBlacklistView):
 
     @extend_schema(
         request=LogoutSerializer,
-        responses={205: OpenApiResponse(description="Logged out"), 401: ERRORS[401],
-                   429: ERRORS[429]},
+        responses={205: OpenApiResponse(description="Logged out"), 400: ERRORS[400],
+                   401: ERRORS[401], 429: ERRORS[429]},
         summary="Log out",
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:

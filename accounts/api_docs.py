@@ -32,7 +32,8 @@ ERRORS: dict[int, OpenApiResponse] = {
     403: _error("permission_denied, or approval_pending: the account waits for staff "
                 "approval"),
     404: _error("not_found: no such deployment of yours"),
-    409: _error("extend_refused: the lifetime cannot be extended (again)"),
+    409: _error("extend_refused: the lifetime cannot be extended (again); "
+                "username_taken: an account of this name exists (in any case)"),
     410: _error("released: the deployment was released"),
     413: _error("too_large: the upload is over the limit"),
     429: _error("throttled, locked_out, quota_exceeded or share_exceeded"),

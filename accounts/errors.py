@@ -1,6 +1,6 @@
 """Account errors, in the project's one hierarchy (``pools.errors.PaasError``)."""
 
-from pools.errors import InvalidInput, PaasError
+from pools.errors import PaasError
 
 USERNAME_TAKEN = "This username is already taken."
 
@@ -29,8 +29,14 @@ class ApprovalPending(PaasError):
 
     code = "approval_pending"
     status = 403
-class UsernameTaken(InvalidInput):
-    """This username is already taken."""
+
+
+class UsernameTaken(PaasError):
+    """This username is already taken (in any case): a conflict with an existing
+    account, not a malformed request."""
+
+    code = "username_taken"
+    status = 409
 
     def __init__(self) -> None:
         super().__init__(USERNAME_TAKEN, fields={"username": [USERNAME_TAKEN]})

@@ -8,8 +8,6 @@ from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from accounts.errors import USERNAME_TAKEN
-
 User = get_user_model()
 
 
@@ -19,18 +17,25 @@ class RegisterSerializer(serializers.Serializer):
         error_messages={"invalid": "Use letters, digits and @/./+/-/_ only."},
     )
     email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(write_only=True, max_length=128,
-                                     style={"input_type": "password"}, trim_whitespace=False)
+    # The rules a schema can say (Django's validators also refuse common passwords and
+    # ones too like the user's name or email): 8 to 128 characters, not only digits
+    # (and, as every text field, no NUL character).
+    password = serializers.RegexField(
+        r"^(?=.*\D)[^\x00]*$", min_length=8, max_length=128, write_only=True,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="8 to 128 characters, not only digits, not a common password, not "
+                  "too like the username or email.",
+        error_messages={
+            "invalid": "This password is entirely numeric (or holds a NUL character).",
+            "min_length": "This password is too short. It must contain at least 8 characters.",
+        },
+    )
     invite_code = serializers.CharField(
         required=False, allow_blank=True, max_length=64, default="",
         help_text="A class invite code: required when sign-up is invite-only; admits at "
                   "once when staff approval is on, and exempts the sign-up from the "
                   "per-address limit.")
-
-    def validate_username(self, value: str) -> str:
-        if User.objects.filter(username__iexact=value).exists():
-            raise serializers.ValidationError(USERNAME_TAKEN)
-        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Django's validators, with the user's own name and email (similarity check).

@@ -20,8 +20,12 @@ def user_register(*, username: str, email: str, password: str,
     the sign-up policy: at once in open mode or with a valid invite code; in approval
     mode without a code, once staff approve. In invite mode a code is required. A bad
     code (``InviteInvalid``) or a missing one (``InviteRequired``) creates nothing. A
-    name taken in any case meanwhile (a racing registration) raises ``UsernameTaken``:
-    the database holds a unique index on the lower-cased name."""
+    name taken in any case raises ``UsernameTaken`` (409), also when a racing
+    registration takes it between the check and the insert: the database holds a unique
+    index on the lower-cased name."""
+    users = get_user_model().objects
+    if users.filter(username__iexact=username).exists():
+        raise UsernameTaken()
     mode = signup_mode()
     try:
         with transaction.atomic():
@@ -30,7 +34,7 @@ def user_register(*, username: str, email: str, password: str,
                 raise InviteRequired(
                     "sign-up needs an invite code; ask your teacher or operator",
                     fields={"invite_code": ["An invite code is required."]})
-            user: AbstractUser = get_user_model().objects.create_user(
+            user: AbstractUser = users.create_user(
                 username=username, email=email, password=password,
             )
             admitted = mode == SignupMode.OPEN or invite is not None

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 
 from deployments.models import Deployment
 from pools.errors import NotFound
-from pools.models import PoolContainer, Recovery
+from pools.models import PoolContainer, Recovery, Runtime
 from pools.services import pool_counts
 
 
@@ -63,6 +63,12 @@ def _strip_port(host: str) -> str:
     if host.startswith("["):  # [::1]:5000
         return host[: host.index("]") + 1] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def runtime_names_enabled() -> list[str]:
+    """Names of the runtimes a user may launch now (the API schema lists them)."""
+    return list(Runtime.objects.filter(enabled=True).order_by("name")
+                .values_list("name", flat=True))
 
 
 def runtimes_available() -> list[dict[str, Any]]:

@@ -9,7 +9,11 @@ from rest_framework import serializers
 
 from deployments.lifetimes import deployment_expires_at
 from deployments.models import Deployment
-from deployments.selectors import deployment_last_recovery, deployment_url
+from deployments.selectors import (
+    deployment_last_recovery,
+    deployment_url,
+    runtime_names_enabled,
+)
 from pools.logs import CURSOR
 
 STATES = ["pending", "running", "recovering", "failed", "released"]
@@ -24,7 +28,17 @@ class RuntimeSerializer(serializers.Serializer):
 
 
 class DeploymentCreateSerializer(serializers.Serializer):
-    runtime = serializers.CharField(max_length=32, help_text="nginx, apache, python or node")
+    runtime = serializers.ChoiceField(
+        choices=[], help_text="One of the enabled runtimes (GET /api/runtimes/).",
+        error_messages={"invalid_choice": "unknown runtime '{input}'"},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Runtimes are rows: the choices (and the schema's enum) are read when used.
+        field = self.fields["runtime"]
+        assert isinstance(field, serializers.ChoiceField)
+        field.choices = runtime_names_enabled()
 
 
 class DeploymentUpdateSerializer(serializers.Serializer):

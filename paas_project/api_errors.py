@@ -3,7 +3,8 @@
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -59,6 +60,30 @@ def _validation_body(detail: Any) -> dict[str, Any]:
         return body
     messages = [str(m) for m in detail] if isinstance(detail, list) else [str(detail)]
     return {"detail": "; ".join(messages) or "invalid input", "code": "invalid"}
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 (``handler404``): under /api/ the error envelope, also for paths no
+    URL pattern matches (an id that is not a number); elsewhere the plain page."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 (``handler500``): the error envelope under /api/."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": "Internal server error.", "code": "server_error"},
+                            status=500)
+    return defaults.server_error(request)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 (``handler400``: a malformed request Django itself refused, e.g. a
+    body field over DATA_UPLOAD_MAX_MEMORY_SIZE): the error envelope under /api/."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": "Bad request.", "code": "invalid"}, status=400)
+    return defaults.bad_request(request, exception)
 
 
 __all__ = ["exception_handler", "status"]

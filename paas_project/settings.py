@@ -319,6 +319,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get their own components, with minLength 1 where blank is refused:
+    # the schema is as strict as the server.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "paas_project.api_schema.forbid_nul_characters",
+    ],
 }
 
 # --- Client addresses and the shared cache -----------------------------------

@@ -23,3 +23,8 @@ urlpatterns = [
     path("", include("accounts.page_urls")),
     path("", include("deployments.page_urls")),
 ]
+
+# Errors Django answers itself (no view ran, or one failed) keep the API's envelope.
+handler400 = "paas_project.api_errors.bad_request"
+handler404 = "paas_project.api_errors.not_found"
+handler500 = "paas_project.api_errors.server_error"

@@ -14,13 +14,19 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 
 @pytest.fixture(autouse=True)
-def fresh_state(settings: SettingsWrapper, tmp_path: Path) -> Iterator[None]:
-    """Each test: its own content store, and no throttle history from the last one."""
+def fresh_state(request: pytest.FixtureRequest, settings: SettingsWrapper,
+                tmp_path: Path) -> Iterator[None]:
+    """Each test: its own content store, and no throttle history from the last one
+    (the throttle cache is a database table: only tests with a database have one)."""
     settings.PAAS_CONTENT_DIR = tmp_path / "content"
     settings.PAAS_PUBLIC_HOST = ""
-    cache.clear()
+    uses_db = request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db"} & set(request.fixturenames))
+    if uses_db:
+        cache.clear()
     yield
-    cache.clear()
+    if uses_db:
+        cache.clear()
 
 
 @pytest.fixture

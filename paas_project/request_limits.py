@@ -4,8 +4,8 @@ Django spools a multipart body to temporary files as it parses it, and the CSRF 
 parses a POST before any view runs, so a limit checked by a view comes too late: a
 1 GiB POST to /login/ would be on disk first. This middleware, first in the chain,
 refuses by the declared Content-Length (413; JSON under /api/), refuses bodies with no
-length at all (411: Django would read none of it), and on the upload routes parses the
-body itself through a handler that stops at the limit while streaming.
+length at all (411: Django would read none of it), and on the upload routes puts a
+handler first that stops the parse at the limit while the body streams in.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import re
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+
+from pools.errors import UploadTooLarge
 
 MB = 1024 * 1024
 # The API's upload endpoint and the deployment page's upload form.
@@ -39,20 +41,20 @@ def body_limit(path: str) -> int:
 
 
 class UploadLimitHandler(FileUploadHandler):
-    """First of the upload handlers: counts file bytes as they stream in and stops the
-    parse (no further byte read, nothing more spooled) once they pass ``cap``."""
+    """First of the upload handlers: counts file bytes as they stream in and ends the
+    parse (no further byte read, nothing more spooled) once they pass ``cap``. It raises
+    ``UploadTooLarge`` rather than Django's ``StopUpload``, which would hand the view
+    the files parsed so far as if they were the whole upload."""
 
     def __init__(self, request: HttpRequest, cap: int) -> None:
         super().__init__(request)
         self.cap = cap
         self.seen = 0
-        self.refused = False
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.seen += len(raw_data)
         if self.seen > self.cap:
-            self.refused = True
-            raise StopUpload(connection_reset=True)  # Django closes the partial files
+            raise UploadTooLarge(f"the request body is over the {_size(self.cap)} limit")
         return raw_data
 
     def file_complete(self, file_size: int) -> None:
@@ -84,28 +86,34 @@ class RequestSizeLimitMiddleware:
         if length > limit:
             return _too_large(request, limit)
         if UPLOAD_ROUTES.match(request.path_info) and request.method == "POST":
-            return self.parse_upload(request)
+            return self.limit_upload(request)
         return None
 
-    def parse_upload(self, request: HttpRequest) -> HttpResponse | None:
-        """Parse the upload here, through the limiting handler, so no later reader (the
-        CSRF check, the view) can spool more than the cap."""
+    def limit_upload(self, request: HttpRequest) -> HttpResponse | None:
+        """Put the limiting handler first. The API parses the body in the view, after
+        authentication, and answers the handler's ``UploadTooLarge`` with its 413. A
+        page's body is parsed by the CSRF check before any view: parse it here, where the
+        refusal can still be answered."""
+        request.upload_handlers.insert(0, UploadLimitHandler(request, upload_file_cap()))
+        if request.path_info.startswith("/api/"):
+            return None
         if not (request.content_type or "").startswith("multipart/form-data"):
             return None
-        limiter = UploadLimitHandler(request, upload_file_cap())
-        request.upload_handlers.insert(0, limiter)
         try:
             request.FILES  # noqa: B018 (parsing is the point)
+        except UploadTooLarge as exc:
+            return _error(request, exc.status, exc.code, exc.detail)
         except MultiPartParserError as exc:
-            return _error(request, 400, "parse_error", f"malformed multipart body: {exc}")
-        if limiter.refused:
-            return _too_large(request, upload_file_cap())
+            return _error(request, 400, "invalid", f"malformed multipart body: {exc}")
         return None
 
 
 def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
-    size = f"{limit / MB:.0f} MB" if limit >= MB else f"{limit // 1024} KB"
-    return _error(request, 413, "too_large", f"the request body is over the {size} limit")
+    return _error(request, 413, "too_large", f"the request body is over the {_size(limit)} limit")
+
+
+def _size(limit: int) -> str:
+    return f"{limit / MB:.0f} MB" if limit >= MB else f"{limit // 1024} KB"
 
 
 def _error(request: HttpRequest, status: int, code: str, detail: str) -> HttpResponse:

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from deployments.models import Deployment
 from pools import content
-from pools.engine import FakeEngine
+from tests.fakes import FakeEngine
 from tests.unit.api_helpers import snapshot, tar_member, tar_of, upload, zip_of
 
 pytest_plugins = ["tests.unit.api_fixtures"]

@@ -16,7 +16,7 @@ from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
 from deployments.models import Deployment
-from pools.engine import FakeEngine
+from tests.fakes import FakeEngine
 from tests.unit.api_helpers import snapshot
 
 pytest_plugins = ["tests.unit.api_fixtures"]

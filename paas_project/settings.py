@@ -330,8 +330,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- Client addresses and the shared cache -----------------------------------
 # How many proxies sit in front (e.g. 1 behind Caddy), or which (addresses/CIDRs); empty:
-# none, the peer address is the client's. See paas_project/client_ip.py.
-PAAS_TRUSTED_PROXIES = env.str("PAAS_TRUSTED_PROXIES", default="")
+# none, the peer address is the client's. See paas_project/client_ip.py. Behind our own
+# Caddy gunicorn listens on loopback only, so a loopback peer is Caddy: trusted.
+PAAS_TRUSTED_PROXIES = env.str("PAAS_TRUSTED_PROXIES",
+                               default="127.0.0.1,::1" if PAAS_BEHIND_PROXY else "")
 PAAS_REDIS_URL = env.str("PAAS_REDIS_URL", default="")
 # Throttle counts live in the default cache, shared by every worker process: Redis when
 # configured, else a table in the database (created by a migration).

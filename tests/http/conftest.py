@@ -35,6 +35,7 @@ class LiveWeb:
             "PAAS_INSTANCE": f"test-http-{os.getpid()}",
             "PAAS_DATA_DIR": str(self.data_dir),
             "TMPDIR": str(self.tmp_dir),  # where Django spools uploads
+            "PAAS_CADDY_ADMIN": "",  # plain HTTP on its own port, no front door
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -3,6 +3,11 @@ per-address limit uses it: a client rotating X-Forwarded-For gets no extra attem
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import AbstractUser
@@ -14,6 +19,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from paas_project.client_ip import client_ip, trusted_proxies
 from tests.unit.api_helpers import PASSWORD
 
+ROOT = Path(__file__).resolve().parents[2]
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db
 
@@ -72,9 +78,21 @@ def test_behind_one_proxy_each_real_client_has_its_own_count(
 
 
 def test_lockout_follows_the_real_address_too(settings: Settings, alice: AbstractUser) -> None:
+    settings.PAAS_TRUSTED_PROXIES = ""
     assert django_settings.AXES_CLIENT_IP_CALLABLE == "paas_project.client_ip.client_ip"
     for i in range(settings.AXES_FAILURE_LIMIT):
         response = APIClient().post("/api/auth/token/", {"username": "alice", "password": "no"},
                                     format="json", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}")
     assert response.status_code == 429 and response.json()["code"] == "locked_out"
     assert _token_attempt("198.51.100.200", remote="127.0.0.1") == 429
+
+
+@pytest.mark.parametrize(("caddy", "expected"), [("127.0.0.1:2019", "127.0.0.1,::1"), ("", "")])
+def test_behind_our_caddy_loopback_peers_are_the_trusted_proxy(caddy: str, expected: str,
+                                                               tmp_path: Path) -> None:
+    env = {**os.environ, "PAAS_CADDY_ADMIN": caddy, "PAAS_DATA_DIR": str(tmp_path)}
+    env.pop("PAAS_TRUSTED_PROXIES", None)
+    out = subprocess.run([sys.executable, "-c", "import paas_project.settings as s; "
+                          "print(s.PAAS_TRUSTED_PROXIES)"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == expected

@@ -1,6 +1,6 @@
 """Account errors, in the project's one hierarchy (``pools.errors.PaasError``)."""
 
-from pools.errors import PaasError
+from pools.errors import InvalidInput, PaasError
 
 USERNAME_TAKEN = "This username is already taken."
 

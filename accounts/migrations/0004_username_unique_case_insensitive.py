@@ -11,7 +11,7 @@ INDEX = "accounts_user_username_lower_uniq"
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("accounts", "0001_initial"),
+        ("accounts", "0003_quota_lifetime_overrides"),
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
 

@@ -13,6 +13,6 @@ def create_cache_table(apps, schema_editor):  # type: ignore[no-untyped-def]
 
 class Migration(migrations.Migration):
 
-    dependencies = [("accounts", "0002_username_unique_case_insensitive")]
+    dependencies = [("accounts", "0004_username_unique_case_insensitive")]
 
     operations = [migrations.RunPython(create_cache_table, migrations.RunPython.noop)]

@@ -376,7 +376,7 @@ Q_CLUSTER = {
 # Redis as the task broker for installations with several worker processes or hosts
 # (the ORM broker stays the default). Redis does not re-deliver the task of a killed
 # worker: the reconcile pass retries a slot stuck in a busy state instead.
-PAAS_REDIS_URL = env.str("PAAS_REDIS_URL", default="")
+# (PAAS_REDIS_URL is read above, with the shared cache.)
 if PAAS_REDIS_URL:
     del Q_CLUSTER["orm"]
     Q_CLUSTER["redis"] = PAAS_REDIS_URL

@@ -6,11 +6,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import DatabaseError
 from django.db.models import QuerySet
 
 from deployments.models import Deployment
 from pools.errors import NotFound
 from pools.models import PoolContainer, Recovery, Runtime
+from pools.runtimes import DEFAULTS
 from pools.services import pool_counts
 
 
@@ -66,9 +68,13 @@ def _strip_port(host: str) -> str:
 
 
 def runtime_names_enabled() -> list[str]:
-    """Names of the runtimes a user may launch now (the API schema lists them)."""
-    return list(Runtime.objects.filter(enabled=True).order_by("name")
-                .values_list("name", flat=True))
+    """Names of the runtimes a user may launch now (the API schema lists them). Before
+    the database has its tables (``check --deploy`` builds the schema): the defaults."""
+    try:
+        return list(Runtime.objects.filter(enabled=True).order_by("name")
+                    .values_list("name", flat=True))
+    except DatabaseError:
+        return sorted(runtime.name for runtime in DEFAULTS)
 
 
 def runtimes_available() -> list[dict[str, Any]]:

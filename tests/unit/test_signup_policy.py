@@ -237,7 +237,7 @@ def test_the_page_says_an_account_waits_for_approval(warm: Callable) -> None:
 
 def test_the_schema_documents_the_invite_code() -> None:
     schema = APIClient().get("/api/schema/?format=json").json()
-    props = schema["components"]["schemas"]["RegisterRequest"]  # request bodies have their own components["properties"]
+    props = schema["components"]["schemas"]["RegisterRequest"]["properties"]  # request body
     assert "invite_code" in props
 
 

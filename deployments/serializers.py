@@ -27,8 +27,18 @@ class RuntimeSerializer(serializers.Serializer):
     total = serializers.IntegerField()
 
 
+class RuntimeNameField(serializers.ChoiceField):
+    """Documented as an enum of the enabled runtimes; any non-blank name is passed on,
+    so the service answers an unknown or disabled one in its words (and counts it)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or not data.strip() or len(data) > 32:
+            self.fail("invalid_choice", input=data)
+        return str(data)
+
+
 class DeploymentCreateSerializer(serializers.Serializer):
-    runtime = serializers.ChoiceField(
+    runtime = RuntimeNameField(
         choices=[], help_text="One of the enabled runtimes (GET /api/runtimes/).",
         error_messages={"invalid_choice": "unknown runtime '{input}'"},
     )

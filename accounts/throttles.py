@@ -25,7 +25,9 @@ def _field(request: Any, name: str) -> str:
     if data is None:
         data = request.POST
     value = data.get(name, "") if hasattr(data, "get") else ""
-    return value if isinstance(value, str) else ""
+    # Raw input, read before the serializer validates it: a NUL would make PostgreSQL
+    # refuse the look-up (a 500). No username or code holds one, so it matches nothing.
+    return value if isinstance(value, str) and "\x00" not in value else ""
 
 
 def invite_exempt(request: Any) -> bool:

@@ -369,10 +369,16 @@ def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
 def slot_release(*, slot: PoolContainer) -> bool:
     """End the slot's assignment: its store is cleared at once and a task replaces its
     container with a fresh one. False if it was not held."""
-    slot.refresh_from_db()
-    if slot.status not in HELD or slot.owner_id is None:
-        return False
-    return slot_transition(slot, to=S.RECYCLING)
+    for _attempt in range(5):
+        slot.refresh_from_db()
+        if slot.status not in HELD or slot.owner_id is None:
+            return False
+        if slot_transition(slot, to=S.RECYCLING):
+            return True
+        # A concurrent move (a recovery or reinitialize finishing) won the compare-and-set
+        # between our read and our write: read again, or the owner keeps a slot whose
+        # deployment has already ended (the soak saw it on PostgreSQL).
+    return False
 
 
 def slot_reinitialize(*, slot: PoolContainer, queue: bool = True) -> bool:

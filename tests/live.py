@@ -61,6 +61,7 @@ class LiveStack:
             "PAAS_PUBLIC_HOST": "127.0.0.1",
             "PAAS_MONITOR_INTERVAL": "60",
             "PAAS_AUTH_THROTTLE": "10000/min",
+            "PAAS_SIGNUP_THROTTLE": "10000/min",  # test users all sign up from 127.0.0.1
             "PAAS_LOGIN_FAILURE_LIMIT": "50",
             "PAAS_CADDY_ADMIN": "",  # plain HTTP on the stack's port unless a test adds Caddy
             # Fixed pools and launches that never wait, which these stacks' tests count

@@ -420,3 +420,25 @@ def test_a_slot_in_back_off_is_retried_when_due_not_at_the_next_pass(
     assert fake_engine.containers[fresh.container_id].running
     assert not services.slot_retry_due(slot_id=args[0], generation=args[1])  # moved on
     assert services.slot_claim(runtime=slot.runtime, user=alice).pk == slot.pk
+
+
+# --- found by the soak on PostgreSQL: a release that loses its compare-and-set ---------
+def test_a_release_racing_a_finishing_recovery_still_frees_the_slot(
+        fake_engine: FakeEngine, warm: Callable, alice: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    only_pool("nginx", 1)
+    warm("nginx", 1)
+    deployment = deployments.deployment_create(user=alice, runtime_name="nginx")
+    real_transition = services.slot_transition
+    raced: list[int] = []
+
+    def racing(slot: PoolContainer, **kwargs: Any) -> bool:
+        if not raced:  # between the release's read and its write, a recovery settles
+            raced.append(slot.pk)
+            PoolContainer.objects.filter(pk=slot.pk).update(generation=slot.generation + 1)
+        return real_transition(slot, **kwargs)
+
+    monkeypatch.setattr(services, "slot_transition", racing)
+    assert deployments.deployment_release(deployment=deployment)
+    slot = PoolContainer.objects.get(pk=deployment.slot_id)
+    assert raced and slot.owner_id is None and slot.status != S.ASSIGNED

@@ -52,6 +52,7 @@ from pools.lease import lease_held
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
 from pools.policy import idle_announce, pool_targets
 from pools.runtimes import RUN_DIR_MB, writable_mounts
+from pools.selectors import claimable_q, slots_claimable
 from pools.states import (
     BUILDING,
     BUSY,
@@ -358,8 +359,7 @@ def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
             won[0].runtime = runtime
             _store_must_be_empty(won[0].pk, when="at claim")
             return won[0]
-        if not PoolContainer.objects.filter(runtime=runtime, status=S.IDLE,
-                                            retry_after__isnull=True).exists():
+        if not slots_claimable(runtime=runtime).exists():
             break
     raise PoolExhausted(
         f"no idle {runtime.name} container is available right now; try again in a moment"
@@ -740,7 +740,7 @@ def pool_counts() -> list[dict[str, Any]]:
     """Per runtime: idle, assigned, failed, busy (being built) and total slots, and the
     slots with a problem (failed, backing off, content not pushed) and why."""
     rows = Runtime.objects.annotate(
-        idle=Count("slots", filter=Q(slots__status=S.IDLE)),
+        idle=Count("slots", filter=claimable_q("slots__")),
         assigned=Count("slots", filter=Q(slots__status__in=IN_USE)),
         failed=Count("slots", filter=Q(slots__status=S.FAILED)),
         busy=Count("slots", filter=Q(slots__status__in=BUILDING)),

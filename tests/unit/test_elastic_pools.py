@@ -138,3 +138,36 @@ def test_pool_add_adds_that_many_beside_those_in_use(
     assert counts() == {S.IDLE: 2, S.ASSIGNED: 1}
     services.pool_add(runtime_name="nginx", count=2, wait=True)
     assert counts() == {S.IDLE: 4, S.ASSIGNED: 1}
+
+
+# --- one definition of "claimable idle" ---------------------------------------------------
+def _back_off_one_idle_slot() -> PoolContainer:
+    slot = PoolContainer.objects.filter(status=S.IDLE).order_by("port").first()
+    assert slot is not None
+    PoolContainer.objects.filter(pk=slot.pk).update(
+        retry_after=timezone.now() + timedelta(seconds=60))
+    return slot
+
+
+def test_a_backed_off_idle_slot_does_not_count_as_idle_for_the_policy(
+        elastic: Callable[..., Runtime]) -> None:
+    runtime = elastic(min_idle=2, max_total=10, step=1)
+    assert pool_targets(runtime=runtime, total=2).build_to == 2
+    _back_off_one_idle_slot()
+    # One of the two idle slots cannot be claimed: the pool builds one more for min idle.
+    assert pool_targets(runtime=runtime, total=2).build_to == 3
+    services.pool_converge(runtime=runtime)
+    assert PoolContainer.objects.filter(status=S.IDLE, retry_after__isnull=True).count() == 2
+
+
+def test_a_backed_off_idle_slot_is_not_idle_in_the_overview_nor_coming_for_launches(
+        elastic: Callable[..., Runtime]) -> None:
+    from deployments.services import slots_coming
+    from pools.selectors import slots_claimable
+
+    runtime = elastic(min_idle=2, max_total=2)
+    _back_off_one_idle_slot()
+    [nginx] = [row for row in services.pool_counts() if row["runtime"] == "nginx"]
+    assert nginx["idle"] == 1
+    assert slots_claimable(runtime=runtime).count() == 1
+    assert slots_coming(runtime=runtime) == 1  # max total reached: nothing more to build

@@ -48,9 +48,9 @@ from pools.errors import (
     RuntimeMisconfigured,
     UnknownRuntime,
 )
-from pools.lease import lease_held
+from pools.lease import LeaseBusy, lease_held
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
-from pools.policy import idle_announce, pool_targets
+from pools.policy import demand_waiting, idle_announce, pool_targets
 from pools.runtimes import RUN_DIR_MB, writable_mounts
 from pools.selectors import claimable_q, slots_claimable
 from pools.states import (
@@ -234,11 +234,59 @@ def pool_converge(*, runtime: Runtime, wait: bool = False, trim_now: bool = Fals
     except PaasError as exc:
         error = exc
     removed = slots_remove_idle(runtime=runtime, count=total - trim_to, idle_before=idle_before)
+    rolled = slots_roll_image(runtime=runtime)
     _dispatch([(slot.pk, slot.generation) for slot in created], wait=wait, progress=progress)
+    _dispatch([(slot.pk, slot.generation) for slot in rolled], wait=wait, progress=progress,
+              task="pools.tasks.slot_roll")
     if error is not None:
         raise error
     short = max(0, total - trim_to - removed)
-    return {"added": len(created), "removed": removed, "short": short, "slots": created}
+    return {"added": len(created), "removed": removed, "short": short, "slots": created,
+            "rolled": len(rolled)}
+
+
+def slots_outdated(*, runtime: Runtime) -> list[PoolContainer]:
+    """Claimable idle slots whose container runs another image than the runtime's now
+    (longest idle first). A blank image (built before it was recorded) is unknown and
+    left alone; assigned slots keep theirs until released or reinitialized."""
+    try:
+        image = runtime_image(runtime)
+    except Exception:  # no image to roll to: slot_spec reports that on a build
+        return []
+    return list(slots_claimable(runtime=runtime).exclude(image__in=("", image))
+                .order_by("status_changed_at"))
+
+
+def slots_roll_image(*, runtime: Runtime) -> list[PoolContainer]:
+    """Move outdated idle slots to ``provisioning`` (the caller builds them), a few at a
+    time: with at most ``step`` slots of the pool being built in all, the pool keeps
+    every idle slot but ``step`` claimable, and never rolls below ``min_idle - step``
+    claimable. Launches waiting for a container come first: no roll while any wait."""
+    outdated = slots_outdated(runtime=runtime)
+    if not outdated or demand_waiting(runtime_name=runtime.name):
+        return []
+    building = runtime.slots.filter(status__in=BUILDING).count()
+    spare = slots_claimable(runtime=runtime).count() - max(0, runtime.min_idle - runtime.step)
+    rolled: list[PoolContainer] = []
+    for slot in outdated[:max(0, min(runtime.step - building, spare))]:
+        if slot_transition(slot, to=S.PROVISIONING, queue=False):
+            log.info("slot %s rolls from %s to the runtime's new image", slot, slot.image)
+            rolled.append(slot)
+    return rolled
+
+
+def slot_roll(*, slot_id: int, generation: int) -> bool:
+    """Build a rolled slot, then take the next step of the roll while any is left: a
+    converge now if the lease is free, else the converge holding it (or the next
+    reconcile pass) does."""
+    built = slot_rebuild(slot_id=slot_id, generation=generation)
+    runtime = Runtime.objects.filter(slots__pk=slot_id).first()
+    if runtime is not None and slots_outdated(runtime=runtime):
+        try:
+            pool_converge_locked(runtime_name=runtime.name)
+        except LeaseBusy:
+            log.info("the roll of %s continues with the next converge", runtime.name)
+    return built
 
 
 def pool_converge_locked(*, runtime_name: str, wait: bool = False, lease_wait: float = 0.0,
@@ -530,7 +578,9 @@ def _build_container(slot: PoolContainer) -> ContainerInfo:
             engine.remove(stale.id)
     if slot.owner_id is None:
         content.content_clear(slot_id=slot.pk)  # the next user never sees these files
-    created = engine.create(slot_spec(slot))
+    spec = slot_spec(slot)
+    slot.image = spec.image  # recorded by _finish: the roll compares it with the runtime's
+    created = engine.create(spec)
     if settings.PAAS_FAULT_REBUILD_PAUSE:
         time.sleep(settings.PAAS_FAULT_REBUILD_PAUSE)
     return created
@@ -549,7 +599,7 @@ def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
                            container_id=created.id, node_id=created.node_id,
                            node_addr=created.node_addr, built_at=now, healthy=True,
                            health_checked_at=now, retry_after=None, last_error="",
-                           pushed_version=pushed):
+                           pushed_version=pushed, image=slot.image):
         get_engine().remove(created.id)
         return False
     _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
@@ -809,11 +859,12 @@ def slot_rebuild_now(*, slots: list[PoolContainer],
 
 
 def _dispatch(jobs: list[tuple[int, int]], *, wait: bool,
-              progress: Callable[[str], None] | None) -> None:
+              progress: Callable[[str], None] | None,
+              task: str = "pools.tasks.slot_rebuild") -> None:
     """Build slots now (``wait``, bounded parallel, for commands) or in tasks."""
     if not wait:
         for slot_id, generation in jobs:
-            _enqueue("pools.tasks.slot_rebuild", slot_id, generation)
+            _enqueue(task, slot_id, generation)
         return
     started = time.monotonic()
 

@@ -14,7 +14,7 @@ from pools import services
 from pools.audit import Source, audit_record, command_actor
 from pools.engine import get_engine
 from pools.errors import PaasError
-from pools.models import PoolContainer
+from pools.models import PoolContainer, Runtime
 
 
 class Command(BaseCommand):
@@ -165,6 +165,10 @@ class Command(BaseCommand):
                             progress=self.say)
         for name, tag in tags.items():
             self.say(f"{name}: {tag}")
+        # Pools whose image changed roll it into their idle slots, a step at a time.
+        for name in Runtime.objects.filter(name__in=tags, enabled=True, slots__isnull=False) \
+                .distinct().values_list("name", flat=True):
+            services.pool_converge_request(runtime_name=name)
 
     def do_reconcile(self, **_: Any) -> None:
         from pools import monitor

@@ -260,13 +260,16 @@ def slots_outdated(*, runtime: Runtime) -> list[PoolContainer]:
 def slots_roll_image(*, runtime: Runtime) -> list[PoolContainer]:
     """Move outdated idle slots to ``provisioning`` (the caller builds them), a few at a
     time: with at most ``step`` slots of the pool being built in all, the pool keeps
-    every idle slot but ``step`` claimable, and never rolls below ``min_idle - step``
-    claimable. Launches waiting for a container come first: no roll while any wait."""
+    every idle slot but ``step`` claimable, and an elastic pool never rolls below
+    ``min_idle - step`` claimable. Launches waiting for a container come first: no roll while any wait."""
     outdated = slots_outdated(runtime=runtime)
     if not outdated or demand_waiting(runtime_name=runtime.name):
         return []
     building = runtime.slots.filter(status__in=BUILDING).count()
-    spare = slots_claimable(runtime=runtime).count() - max(0, runtime.min_idle - runtime.step)
+    # Elastic pools keep min idle - step claimable; a fixed pool's size counts its
+    # assigned slots too, so there the step alone bounds the roll.
+    floor = max(0, runtime.min_idle - runtime.step) if settings.PAAS_ELASTIC else 0
+    spare = slots_claimable(runtime=runtime).count() - floor
     rolled: list[PoolContainer] = []
     for slot in outdated[:max(0, min(runtime.step - building, spare))]:
         if slot_transition(slot, to=S.PROVISIONING, queue=False):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import AbstractUser
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from deployments.models import Deployment
 from deployments.services import deployment_create, deployment_release
@@ -76,9 +77,10 @@ def test_the_roll_never_builds_more_than_a_step_at_once(
     assert PoolContainer.objects.filter(status=S.IDLE).count() == 3  # 5 - step claimable
 
 
-def test_the_roll_keeps_min_idle_minus_step_claimable(
-        warm: Callable, new_image: Callable[[], None]) -> None:
+def test_an_elastic_pool_keeps_min_idle_minus_step_claimable(
+        warm: Callable, new_image: Callable[[], None], settings: SettingsWrapper) -> None:
     warm("nginx", 3)
+    settings.PAAS_ELASTIC = True
     runtime = pool(5, step=2)  # the pool is short of min idle: 3 idle, min idle 5
     new_image()
     rolled = services.slots_roll_image(runtime=runtime)

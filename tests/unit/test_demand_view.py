@@ -48,7 +48,7 @@ def busy_nginx(warm: Callable, alice: AbstractUser, bob: AbstractUser) -> dict[s
         last_activity_at=timezone.now() - timedelta(seconds=300))
     earlier = timezone.now() - timedelta(minutes=5)
     Deployment.objects.bulk_create([
-        Deployment(user=alice, runtime_name="nginx", status=Deployment.Status.RELEASED,
+        Deployment(user_id=alice.pk, runtime_name="nginx", status=Deployment.Status.RELEASED,
                    created_at=earlier, released_at=earlier) for _ in range(28)])
     Deployment.objects.create(user=alice, runtime_name="nginx", status="released",
                               created_at=timezone.now() - timedelta(minutes=30))  # too old
@@ -92,7 +92,7 @@ def test_pool_status_shows_demand_policy_and_expiries(busy_nginx: dict[str, Depl
 def test_the_admin_index_shows_demand_policy_and_expiries(
         busy_nginx: dict[str, Deployment], charlie: AbstractUser) -> None:
     client = Client()
-    client.force_login(charlie)
+    client.force_login(charlie)  # type: ignore[arg-type]
     page = client.get("/admin/").content.decode()
     assert "claims/min" in page and "<td>3.0</td>" in page
     assert "Assigned deployments, soonest to expire first" in page

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -297,6 +298,7 @@ def pool_converge_locked(*, runtime_name: str, wait: bool = False, lease_wait: f
                          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``pool_converge`` under the pools lease (waiting up to ``lease_wait`` for it)."""
     with lease_held(wait=lease_wait) as holder:
+        pool_converge_started(runtime_name=runtime_name)
         runtime = runtime_get(name=runtime_name)
 
         def renew_and_say(line: str) -> None:
@@ -309,8 +311,24 @@ def pool_converge_locked(*, runtime_name: str, wait: bool = False, lease_wait: f
 
 
 def pool_converge_request(*, runtime_name: str) -> None:
-    """Ask for a converge of one pool (a task, after commit); never counts by itself."""
-    _enqueue("pools.tasks.pool_converge", runtime_name)
+    """Ask for a converge of one pool (a task, after commit); never counts by itself.
+
+    At most one requested converge per pool waits in the queue: it counts when it runs,
+    so it serves every request made before then. (Forty launches at once used to queue
+    forty converges, and the builds they asked for waited behind all of them.) The mark
+    expires, so a lost task holds nothing up for long; the reconcile pass is the net."""
+    inline = getattr(settings, "PAAS_TASKS_INLINE", False)
+    if inline or cache.add(_converge_wanted(runtime_name), True, timeout=int(TASK_LEASE_WAIT)):
+        _enqueue("pools.tasks.pool_converge", runtime_name)
+
+
+def pool_converge_started(*, runtime_name: str) -> None:
+    """A requested converge is about to count: requests from now on need a new one."""
+    cache.delete(_converge_wanted(runtime_name))
+
+
+def _converge_wanted(runtime_name: str) -> str:
+    return f"paas:{settings.PAAS_INSTANCE}:converge-wanted:{runtime_name}"
 
 
 def pool_add(*, runtime_name: str, count: int, wait: bool = False,

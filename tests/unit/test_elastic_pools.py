@@ -171,3 +171,24 @@ def test_a_backed_off_idle_slot_is_not_idle_in_the_overview_nor_coming_for_launc
     assert nginx["idle"] == 1
     assert slots_claimable(runtime=runtime).count() == 1
     assert slots_coming(runtime=runtime) == 1  # max total reached: nothing more to build
+
+
+# --- converge requests coalesce -------------------------------------------------------------
+def test_a_burst_of_launches_queues_one_converge_not_one_each(
+        settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forty launches at once queued forty converges, and the slot builds they asked for
+    waited behind all of them (found by the live burst test)."""
+    import django_q.tasks
+
+    queued: list[tuple] = []
+    monkeypatch.setattr(django_q.tasks, "async_task", lambda *args, **kw: queued.append(args))
+    settings.PAAS_TASKS_INLINE = False
+    for _ in range(40):
+        services.pool_converge_request(runtime_name="nginx")
+    services.pool_converge_request(runtime_name="python")
+    assert queued == [("pools.tasks.pool_converge", "nginx"),
+                      ("pools.tasks.pool_converge", "python")]
+    services.pool_converge_locked(runtime_name="nginx")  # the queued one runs and counts
+    services.pool_converge_request(runtime_name="nginx")  # a request after it counted
+    converges = [args for args in queued if args[0] == "pools.tasks.pool_converge"]
+    assert converges[-1] == ("pools.tasks.pool_converge", "nginx") and len(converges) == 3

@@ -9,6 +9,7 @@ containers above ``min_idle`` go after ``idle_ttl``, never an assigned one."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -29,7 +30,10 @@ from tests.live import LiveStack
 pytestmark = pytest.mark.integration
 
 USERS = 40
-CLAIM_WAIT = 30  # seconds: PAAS_CLAIM_WAIT, and the time every user must be served in
+# Seconds: PAAS_CLAIM_WAIT, the time every user must be served in (issue 13). A host
+# far busier than the 2-core test host builds too slowly for it; such a run may give
+# more time (PAAS_TEST_BURST_CLAIM_WAIT) and say so.
+CLAIM_WAIT = int(os.environ.get("PAAS_TEST_BURST_CLAIM_WAIT", "30"))
 IDLE_TTL = 3  # seconds: short, so the shrink is seen within the test
 
 
@@ -155,7 +159,8 @@ def test_forty_at_once_all_get_a_container_and_extra_idle_ones_go_after_idle_ttl
         elastic_stack: LiveStack) -> None:
     stack = elastic_stack
     outcomes = burst(stack, "class")
-    print(f"\nMETRIC burst of {USERS} on min_idle=5 max_total=60: {_summary(outcomes)}")
+    print(f"\nMETRIC burst of {USERS} on min_idle=5 max_total=60, claim wait {CLAIM_WAIT} s: "
+          f"{_summary(outcomes)}")
     assert not [o for o in outcomes if any(code >= 500 for code in o.codes)], outcomes
     assert all(o.codes[0] in (201, 202) for o in outcomes), _summary(outcomes)
     # A pending launch not served within the claim wait gives up (not_served): running
@@ -202,7 +207,8 @@ def test_forty_at_once_on_max_total_twenty_serves_twenty_and_refuses_the_rest(
         elastic_stack: LiveStack) -> None:
     stack = elastic_stack
     outcomes = burst(stack, "big")
-    print(f"\nMETRIC burst of {USERS} on min_idle=5 max_total=20: {_summary(outcomes)}")
+    print(f"\nMETRIC burst of {USERS} on min_idle=5 max_total=20, claim wait {CLAIM_WAIT} s: "
+          f"{_summary(outcomes)}")
     served = [o for o in outcomes if o.served_after is not None]
     refused = [o for o in outcomes if o.codes == [503]]
     assert len(served) == 20 and len(refused) == 20, _summary(outcomes)

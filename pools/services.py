@@ -262,7 +262,8 @@ def slots_roll_image(*, runtime: Runtime) -> list[PoolContainer]:
     """Move outdated idle slots to ``provisioning`` (the caller builds them), a few at a
     time: with at most ``step`` slots of the pool being built in all, the pool keeps
     every idle slot but ``step`` claimable, and an elastic pool never rolls below
-    ``min_idle - step`` claimable. Launches waiting for a container come first: no roll while any wait."""
+    ``min_idle - step`` claimable. Launches waiting for a container come first: no
+    roll while any wait."""
     outdated = slots_outdated(runtime=runtime)
     if not outdated or demand_waiting(runtime_name=runtime.name):
         return []
@@ -317,14 +318,25 @@ def pool_converge_request(*, runtime_name: str) -> None:
     so it serves every request made before then. (Forty launches at once used to queue
     forty converges, and the builds they asked for waited behind all of them.) The mark
     expires, so a lost task holds nothing up for long; the reconcile pass is the net."""
-    inline = getattr(settings, "PAAS_TASKS_INLINE", False)
-    if inline or cache.add(_converge_wanted(runtime_name), True, timeout=int(TASK_LEASE_WAIT)):
+    if getattr(settings, "PAAS_TASKS_INLINE", False) or _first_request(runtime_name):
         _enqueue("pools.tasks.pool_converge", runtime_name)
+
+
+def _first_request(runtime_name: str) -> bool:
+    try:
+        return bool(cache.add(_converge_wanted(runtime_name), True,
+                              timeout=int(TASK_LEASE_WAIT)))
+    except Exception:  # the cache (Redis) is down: queue one more rather than none
+        log.warning("converge request for %s: cache unavailable", runtime_name, exc_info=True)
+        return True
 
 
 def pool_converge_started(*, runtime_name: str) -> None:
     """A requested converge is about to count: requests from now on need a new one."""
-    cache.delete(_converge_wanted(runtime_name))
+    try:
+        cache.delete(_converge_wanted(runtime_name))
+    except Exception:  # the mark expires by itself
+        log.warning("converge of %s: cache unavailable", runtime_name, exc_info=True)
 
 
 def _converge_wanted(runtime_name: str) -> str:

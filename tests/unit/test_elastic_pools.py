@@ -192,3 +192,18 @@ def test_a_burst_of_launches_queues_one_converge_not_one_each(
     services.pool_converge_request(runtime_name="nginx")  # a request after it counted
     converges = [args for args in queued if args[0] == "pools.tasks.pool_converge"]
     assert converges[-1] == ("pools.tasks.pool_converge", "nginx") and len(converges) == 3
+
+
+def test_a_converge_is_still_requested_when_the_cache_is_down(
+        settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch) -> None:
+    import django_q.tasks
+
+    def down(*args: object, **kw: object) -> bool:
+        raise ConnectionError("redis down")
+
+    queued: list[tuple] = []
+    monkeypatch.setattr(django_q.tasks, "async_task", lambda *args, **kw: queued.append(args))
+    monkeypatch.setattr(services.cache, "add", down)
+    settings.PAAS_TASKS_INLINE = False
+    services.pool_converge_request(runtime_name="nginx")  # the launch does not fail
+    assert queued == [("pools.tasks.pool_converge", "nginx")]

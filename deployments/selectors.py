@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.utils import timezone
 
+from accounts.models import Quota
+from deployments.lifetimes import expiry, lifetime_of
 from deployments.models import Deployment
 from pools.errors import NotFound
 from pools.models import PoolContainer, Recovery, Runtime
@@ -105,3 +109,50 @@ def _health(healthy: bool | None) -> str:
     if healthy is None:
         return "unknown"
     return "healthy" if healthy else "unhealthy"
+
+
+# --- the operators' demand view ---------------------------------------------------------
+DEMAND_MINUTES = 10  # claims per minute are averaged over this window
+
+
+def pools_demand(*, minutes: int = DEMAND_MINUTES) -> list[dict[str, Any]]:
+    """Per runtime what an operator watches in a wave: demand (launches accepted per
+    minute over the last ``minutes``, pending ones included), launches waiting, idle
+    (claimable), being built, the scaling policy, and each assigned deployment with
+    when it expires (``expires_at`` None: never), soonest first."""
+    since = timezone.now() - timedelta(minutes=minutes)
+    launched = dict(Deployment.objects.filter(created_at__gte=since)
+                    .values_list("runtime_name").annotate(n=Count("pk")))
+    waiting = dict(Deployment.objects.filter(status=Deployment.Status.PENDING)
+                   .values_list("runtime_name").annotate(n=Count("pk")))
+    runtimes = {runtime.name: runtime for runtime in Runtime.objects.all()}
+    held = _assigned_with_expiry(runtimes=runtimes)
+    rows = []
+    for counts in pool_counts():
+        runtime = runtimes[counts["runtime"]]
+        rows.append({
+            **counts, "window_minutes": minutes, "waiting": waiting.get(runtime.name, 0),
+            "claims_per_minute": round(launched.get(runtime.name, 0) / minutes, 2),
+            "policy": {"min_idle": runtime.min_idle, "max_total": runtime.max_total,
+                       "idle_ttl": runtime.idle_ttl, "step": runtime.step},
+            "deployments": held.get(runtime.name, []),
+        })
+    return rows
+
+
+def _assigned_with_expiry(*, runtimes: dict[str, Runtime]) -> dict[str, list[dict[str, Any]]]:
+    quotas = {quota.user_id: quota for quota in Quota.objects.all()}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for deployment in Deployment.objects.filter(status=Deployment.Status.ACTIVE) \
+            .select_related("user").order_by("created_at"):
+        lifetime = lifetime_of(deployment=deployment,
+                               runtime=runtimes.get(deployment.runtime_name),
+                               quota=quotas.get(deployment.user_id))
+        expires_at, reason = expiry(deployment=deployment, lifetime=lifetime)
+        found.setdefault(deployment.runtime_name, []).append({
+            "deployment": deployment.pk, "user": deployment.user.get_username(),
+            "port": deployment.port, "expires_at": expires_at, "reason": reason})
+    never = timezone.now() + timedelta(days=36500)
+    for rows in found.values():
+        rows.sort(key=lambda row: row["expires_at"] or never)
+    return found

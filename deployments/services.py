@@ -34,6 +34,7 @@ from pools.logs import log_follow
 from pools.metrics import claim_observed
 from pools.models import PoolContainer, Runtime, SlotStatus
 from pools.policy import ceiling, max_size, share_limit
+from pools.selectors import slots_coming_count
 from pools.services import (
     HELD,
     pool_converge_request,
@@ -45,7 +46,6 @@ from pools.services import (
     slot_release,
     slot_restart,
 )
-from pools.states import BUILDING, CLAIMABLE
 
 log = logging.getLogger(__name__)
 ACTIVE = Deployment.Status.ACTIVE
@@ -132,8 +132,7 @@ def _claim(*, user: AbstractBaseUser, runtime: Runtime) -> dict[str, object]:
 def slots_coming(*, runtime: Runtime) -> int:
     """Slots of the runtime free for waiting launches without anyone releasing one:
     idle now, being built, or (elastic pools) still to be built below the ceiling."""
-    free = PoolContainer.objects.filter(runtime=runtime,
-                                        status__in=(CLAIMABLE, *BUILDING)).count()
+    free = slots_coming_count(runtime=runtime)
     if settings.PAAS_ELASTIC:
         free += max(0, ceiling(runtime=runtime) - runtime.slots.count())
     return free

@@ -29,6 +29,7 @@ from pools.models import (
     Runtime,
     SlotStatus,
 )
+from pools.selectors import claimable_q
 from pools.states import IN_USE
 
 S = SlotStatus
@@ -65,7 +66,7 @@ class RuntimeAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Runtime]:
         return super().get_queryset(request).annotate(
-            n_idle=Count("slots", filter=Q(slots__status=S.IDLE)),
+            n_idle=Count("slots", filter=claimable_q("slots__")),
             n_assigned=Count("slots", filter=Q(slots__status__in=IN_USE)),
             n_failed=Count("slots", filter=Q(slots__status=S.FAILED)),
             n_total=Count("slots"),

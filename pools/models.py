@@ -125,6 +125,12 @@ class PoolContainer(models.Model):
         default=0, help_text="Consecutive failed replacements; reset on success.",
     )
     retry_after = models.DateTimeField(null=True, blank=True)
+    image = models.CharField(
+        max_length=200, blank=True,
+        help_text="The image the current container was built from (blank: built before "
+                  "this was recorded). Idle slots on an older image are rebuilt by the "
+                  "pool converge, a step at a time.",
+    )
     build_generation = models.PositiveIntegerField(
         default=0, help_text="The generation whose container build has started (one builder each).",
     )

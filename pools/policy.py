@@ -18,11 +18,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
 
 from pools.errors import InvalidInput
 from pools.models import Runtime
-from pools.states import BUILDING, CLAIMABLE
+from pools.selectors import slots_coming_count
 
 MEMINFO = Path("/proc/meminfo")
 log = logging.getLogger(__name__)
@@ -110,10 +109,10 @@ def ceiling(*, runtime: Runtime) -> int:
 
 def pool_targets(*, runtime: Runtime, total: int) -> Targets:
     """What an elastic pool of ``total`` slots should grow to and shrink to."""
-    counts = {row["status"]: row["n"] for row in
-              runtime.slots.values("status").annotate(n=models.Count("pk"))}
-    free = sum(counts.get(s, 0) for s in (CLAIMABLE, *BUILDING))
-    demand = sum(counts.values()) - free + demand_waiting(runtime_name=runtime.name)
+    # Slots neither free nor coming (in use, failed, backing off) are demand: a backed-off
+    # idle slot is not claimable, so the pool builds around it like around a used one.
+    free = slots_coming_count(runtime=runtime)
+    demand = total - free + demand_waiting(runtime_name=runtime.name)
     wanted = max(runtime.pool_size, demand + runtime.min_idle)
     top = max(runtime.pool_size, ceiling(runtime=runtime))
     # Growing for demand builds a step at once, ahead of the next claims; the first

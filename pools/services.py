@@ -25,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -48,10 +49,11 @@ from pools.errors import (
     RuntimeMisconfigured,
     UnknownRuntime,
 )
-from pools.lease import lease_held
+from pools.lease import LeaseBusy, lease_held
 from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
-from pools.policy import idle_announce, pool_targets
+from pools.policy import demand_waiting, idle_announce, pool_targets
 from pools.runtimes import RUN_DIR_MB, writable_mounts
+from pools.selectors import claimable_q, slots_claimable
 from pools.states import (
     BUILDING,
     BUSY,
@@ -233,11 +235,63 @@ def pool_converge(*, runtime: Runtime, wait: bool = False, trim_now: bool = Fals
     except PaasError as exc:
         error = exc
     removed = slots_remove_idle(runtime=runtime, count=total - trim_to, idle_before=idle_before)
+    rolled = slots_roll_image(runtime=runtime)
     _dispatch([(slot.pk, slot.generation) for slot in created], wait=wait, progress=progress)
+    _dispatch([(slot.pk, slot.generation) for slot in rolled], wait=wait, progress=progress,
+              task="pools.tasks.slot_roll")
     if error is not None:
         raise error
     short = max(0, total - trim_to - removed)
-    return {"added": len(created), "removed": removed, "short": short, "slots": created}
+    return {"added": len(created), "removed": removed, "short": short, "slots": created,
+            "rolled": len(rolled)}
+
+
+def slots_outdated(*, runtime: Runtime) -> list[PoolContainer]:
+    """Claimable idle slots whose container runs another image than the runtime's now
+    (longest idle first). A blank image (built before it was recorded) is unknown and
+    left alone; assigned slots keep theirs until released or reinitialized."""
+    try:
+        image = runtime_image(runtime)
+    except Exception:  # no image to roll to: slot_spec reports that on a build
+        return []
+    return list(slots_claimable(runtime=runtime).exclude(image__in=("", image))
+                .order_by("status_changed_at"))
+
+
+def slots_roll_image(*, runtime: Runtime) -> list[PoolContainer]:
+    """Move outdated idle slots to ``provisioning`` (the caller builds them), a few at a
+    time: with at most ``step`` slots of the pool being built in all, the pool keeps
+    every idle slot but ``step`` claimable, and an elastic pool never rolls below
+    ``min_idle - step`` claimable. Launches waiting for a container come first: no
+    roll while any wait."""
+    outdated = slots_outdated(runtime=runtime)
+    if not outdated or demand_waiting(runtime_name=runtime.name):
+        return []
+    building = runtime.slots.filter(status__in=BUILDING).count()
+    # Elastic pools keep min idle - step claimable; a fixed pool's size counts its
+    # assigned slots too, so there the step alone bounds the roll.
+    floor = max(0, runtime.min_idle - runtime.step) if settings.PAAS_ELASTIC else 0
+    spare = slots_claimable(runtime=runtime).count() - floor
+    rolled: list[PoolContainer] = []
+    for slot in outdated[:max(0, min(runtime.step - building, spare))]:
+        if slot_transition(slot, to=S.PROVISIONING, queue=False):
+            log.info("slot %s rolls from %s to the runtime's new image", slot, slot.image)
+            rolled.append(slot)
+    return rolled
+
+
+def slot_roll(*, slot_id: int, generation: int) -> bool:
+    """Build a rolled slot, then take the next step of the roll while any is left: a
+    converge now if the lease is free, else the converge holding it (or the next
+    reconcile pass) does."""
+    built = slot_rebuild(slot_id=slot_id, generation=generation)
+    runtime = Runtime.objects.filter(slots__pk=slot_id).first()
+    if runtime is not None and slots_outdated(runtime=runtime):
+        try:
+            pool_converge_locked(runtime_name=runtime.name)
+        except LeaseBusy:
+            log.info("the roll of %s continues with the next converge", runtime.name)
+    return built
 
 
 def pool_converge_locked(*, runtime_name: str, wait: bool = False, lease_wait: float = 0.0,
@@ -245,6 +299,7 @@ def pool_converge_locked(*, runtime_name: str, wait: bool = False, lease_wait: f
                          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``pool_converge`` under the pools lease (waiting up to ``lease_wait`` for it)."""
     with lease_held(wait=lease_wait) as holder:
+        pool_converge_started(runtime_name=runtime_name)
         runtime = runtime_get(name=runtime_name)
 
         def renew_and_say(line: str) -> None:
@@ -257,8 +312,35 @@ def pool_converge_locked(*, runtime_name: str, wait: bool = False, lease_wait: f
 
 
 def pool_converge_request(*, runtime_name: str) -> None:
-    """Ask for a converge of one pool (a task, after commit); never counts by itself."""
-    _enqueue("pools.tasks.pool_converge", runtime_name)
+    """Ask for a converge of one pool (a task, after commit); never counts by itself.
+
+    At most one requested converge per pool waits in the queue: it counts when it runs,
+    so it serves every request made before then. (Forty launches at once used to queue
+    forty converges, and the builds they asked for waited behind all of them.) The mark
+    expires, so a lost task holds nothing up for long; the reconcile pass is the net."""
+    if getattr(settings, "PAAS_TASKS_INLINE", False) or _first_request(runtime_name):
+        _enqueue("pools.tasks.pool_converge", runtime_name)
+
+
+def _first_request(runtime_name: str) -> bool:
+    try:
+        return bool(cache.add(_converge_wanted(runtime_name), True,
+                              timeout=int(TASK_LEASE_WAIT)))
+    except Exception:  # the cache (Redis) is down: queue one more rather than none
+        log.warning("converge request for %s: cache unavailable", runtime_name, exc_info=True)
+        return True
+
+
+def pool_converge_started(*, runtime_name: str) -> None:
+    """A requested converge is about to count: requests from now on need a new one."""
+    try:
+        cache.delete(_converge_wanted(runtime_name))
+    except Exception:  # the mark expires by itself
+        log.warning("converge of %s: cache unavailable", runtime_name, exc_info=True)
+
+
+def _converge_wanted(runtime_name: str) -> str:
+    return f"paas:{settings.PAAS_INSTANCE}:converge-wanted:{runtime_name}"
 
 
 def pool_add(*, runtime_name: str, count: int, wait: bool = False,
@@ -358,8 +440,7 @@ def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
             won[0].runtime = runtime
             _store_must_be_empty(won[0].pk, when="at claim")
             return won[0]
-        if not PoolContainer.objects.filter(runtime=runtime, status=S.IDLE,
-                                            retry_after__isnull=True).exists():
+        if not slots_claimable(runtime=runtime).exists():
             break
     raise PoolExhausted(
         f"no idle {runtime.name} container is available right now; try again in a moment"
@@ -530,7 +611,9 @@ def _build_container(slot: PoolContainer) -> ContainerInfo:
             engine.remove(stale.id)
     if slot.owner_id is None:
         content.content_clear(slot_id=slot.pk)  # the next user never sees these files
-    created = engine.create(slot_spec(slot))
+    spec = slot_spec(slot)
+    slot.image = spec.image  # recorded by _finish: the roll compares it with the runtime's
+    created = engine.create(spec)
     if settings.PAAS_FAULT_REBUILD_PAUSE:
         time.sleep(settings.PAAS_FAULT_REBUILD_PAUSE)
     return created
@@ -549,7 +632,7 @@ def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
                            container_id=created.id, node_id=created.node_id,
                            node_addr=created.node_addr, built_at=now, healthy=True,
                            health_checked_at=now, retry_after=None, last_error="",
-                           pushed_version=pushed):
+                           pushed_version=pushed, image=slot.image):
         get_engine().remove(created.id)
         return False
     _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
@@ -740,7 +823,7 @@ def pool_counts() -> list[dict[str, Any]]:
     """Per runtime: idle, assigned, failed, busy (being built) and total slots, and the
     slots with a problem (failed, backing off, content not pushed) and why."""
     rows = Runtime.objects.annotate(
-        idle=Count("slots", filter=Q(slots__status=S.IDLE)),
+        idle=Count("slots", filter=claimable_q("slots__")),
         assigned=Count("slots", filter=Q(slots__status__in=IN_USE)),
         failed=Count("slots", filter=Q(slots__status=S.FAILED)),
         busy=Count("slots", filter=Q(slots__status__in=BUILDING)),
@@ -809,11 +892,12 @@ def slot_rebuild_now(*, slots: list[PoolContainer],
 
 
 def _dispatch(jobs: list[tuple[int, int]], *, wait: bool,
-              progress: Callable[[str], None] | None) -> None:
+              progress: Callable[[str], None] | None,
+              task: str = "pools.tasks.slot_rebuild") -> None:
     """Build slots now (``wait``, bounded parallel, for commands) or in tasks."""
     if not wait:
         for slot_id, generation in jobs:
-            _enqueue("pools.tasks.slot_rebuild", slot_id, generation)
+            _enqueue(task, slot_id, generation)
         return
     started = time.monotonic()
 

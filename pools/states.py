@@ -35,7 +35,7 @@ HELD = frozenset({S.ASSIGNED, S.RECOVERING, S.FAILED})  # states in which a slot
 SETTLED = frozenset({S.IDLE, S.ASSIGNED})  # a container is up and checked by the pass
 IN_USE = frozenset({S.ASSIGNED, S.RECOVERING})  # counted as "assigned" in the overviews
 BUILDING = frozenset({S.PROVISIONING, S.RECYCLING})  # counted as "busy": no owner yet
-CLAIMABLE = S.IDLE  # and no pending back-off (``retry_after`` unset)
+# A *claimable* idle slot (idle, no back-off) is defined once: ``pools.selectors``.
 
 
 class InvalidTransition(PaasError):

@@ -13,6 +13,10 @@ def slot_rebuild(slot_id: int, generation: int) -> bool:
     return services.slot_rebuild(slot_id=slot_id, generation=generation)
 
 
+def slot_roll(slot_id: int, generation: int) -> bool:
+    return services.slot_roll(slot_id=slot_id, generation=generation)
+
+
 def slot_retry_due(slot_id: int, generation: int) -> bool:
     return services.slot_retry_due(slot_id=slot_id, generation=generation)
 

@@ -101,3 +101,37 @@ def test_an_elastic_pool_grows_for_a_class_and_stops_at_max_total(
     assert set(answers[:5]) <= {201, 202}  # each got a container, at once or after a wait
     assert answers[5] == 503
     assert PoolContainer.objects.filter(runtime__name="nginx").count() == 5
+
+
+def test_a_new_image_rolls_into_idle_slots_and_not_into_an_assigned_one(
+        warm_pools: Callable, real_engine: DockerEngine, alice: AbstractUser) -> None:
+    """The runtime's image changes (a test-only tag of the same image: no shared image is
+    touched); the converge rebuilds the idle slots on it, the assigned one keeps its own."""
+    import subprocess
+
+    from django.conf import settings
+
+    from pools import services
+
+    def image_of(container_id: str) -> str:
+        return subprocess.run(["docker", "inspect", "-f", "{{.Config.Image}}", container_id],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    slots = warm_pools(nginx=3)["nginx"]
+    old = services.runtime_image(Runtime.objects.get(name="nginx"))
+    assert {image_of(slot.container_id) for slot in slots} == {old}
+    held = deployment_create(user=alice, runtime_name="nginx")
+    new = f"paas/nginx:roll-{settings.PAAS_INSTANCE}"
+    real_engine.tag_image(old, new)
+    try:
+        Runtime.objects.filter(name="nginx").update(image=new, step=1)
+        for _ in range(2):  # a step of one at a time
+            assert services.pool_converge_locked(runtime_name="nginx", wait=True)["rolled"] == 1
+        assert services.pool_converge_locked(runtime_name="nginx", wait=True)["rolled"] == 0
+        for slot in PoolContainer.objects.filter(runtime__name="nginx"):
+            mine = slot.pk == held.slot_id
+            assert (slot.status, slot.image) == (("assigned", old) if mine else ("idle", new))
+            assert image_of(slot.container_id) == (old if mine else new)
+            assert http_get(slot.port)[0] == 200
+    finally:
+        real_engine.untag_image(new)

@@ -138,3 +138,72 @@ def test_pool_add_adds_that_many_beside_those_in_use(
     assert counts() == {S.IDLE: 2, S.ASSIGNED: 1}
     services.pool_add(runtime_name="nginx", count=2, wait=True)
     assert counts() == {S.IDLE: 4, S.ASSIGNED: 1}
+
+
+# --- one definition of "claimable idle" ---------------------------------------------------
+def _back_off_one_idle_slot() -> PoolContainer:
+    slot = PoolContainer.objects.filter(status=S.IDLE).order_by("port").first()
+    assert slot is not None
+    PoolContainer.objects.filter(pk=slot.pk).update(
+        retry_after=timezone.now() + timedelta(seconds=60))
+    return slot
+
+
+def test_a_backed_off_idle_slot_does_not_count_as_idle_for_the_policy(
+        elastic: Callable[..., Runtime]) -> None:
+    runtime = elastic(min_idle=2, max_total=10, step=1)
+    assert pool_targets(runtime=runtime, total=2).build_to == 2
+    _back_off_one_idle_slot()
+    # One of the two idle slots cannot be claimed: the pool builds one more for min idle.
+    assert pool_targets(runtime=runtime, total=2).build_to == 3
+    services.pool_converge(runtime=runtime)
+    assert PoolContainer.objects.filter(status=S.IDLE, retry_after__isnull=True).count() == 2
+
+
+def test_a_backed_off_idle_slot_is_not_idle_in_the_overview_nor_coming_for_launches(
+        elastic: Callable[..., Runtime]) -> None:
+    from deployments.services import slots_coming
+    from pools.selectors import slots_claimable
+
+    runtime = elastic(min_idle=2, max_total=2)
+    _back_off_one_idle_slot()
+    [nginx] = [row for row in services.pool_counts() if row["runtime"] == "nginx"]
+    assert nginx["idle"] == 1
+    assert slots_claimable(runtime=runtime).count() == 1
+    assert slots_coming(runtime=runtime) == 1  # max total reached: nothing more to build
+
+
+# --- converge requests coalesce -------------------------------------------------------------
+def test_a_burst_of_launches_queues_one_converge_not_one_each(
+        settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forty launches at once queued forty converges, and the slot builds they asked for
+    waited behind all of them (found by the live burst test)."""
+    import django_q.tasks
+
+    queued: list[tuple] = []
+    monkeypatch.setattr(django_q.tasks, "async_task", lambda *args, **kw: queued.append(args))
+    settings.PAAS_TASKS_INLINE = False
+    for _ in range(40):
+        services.pool_converge_request(runtime_name="nginx")
+    services.pool_converge_request(runtime_name="python")
+    assert queued == [("pools.tasks.pool_converge", "nginx"),
+                      ("pools.tasks.pool_converge", "python")]
+    services.pool_converge_locked(runtime_name="nginx")  # the queued one runs and counts
+    services.pool_converge_request(runtime_name="nginx")  # a request after it counted
+    converges = [args for args in queued if args[0] == "pools.tasks.pool_converge"]
+    assert converges[-1] == ("pools.tasks.pool_converge", "nginx") and len(converges) == 3
+
+
+def test_a_converge_is_still_requested_when_the_cache_is_down(
+        settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch) -> None:
+    import django_q.tasks
+
+    def down(*args: object, **kw: object) -> bool:
+        raise ConnectionError("redis down")
+
+    queued: list[tuple] = []
+    monkeypatch.setattr(django_q.tasks, "async_task", lambda *args, **kw: queued.append(args))
+    monkeypatch.setattr(services.cache, "add", down)
+    settings.PAAS_TASKS_INLINE = False
+    services.pool_converge_request(runtime_name="nginx")  # the launch does not fail
+    assert queued == [("pools.tasks.pool_converge", "nginx")]

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 from argparse import ArgumentParser
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from pools import services
 from pools.audit import Source, audit_record, command_actor
 from pools.engine import get_engine
 from pools.errors import PaasError
-from pools.models import PoolContainer
+from pools.models import PoolContainer, Runtime
 
 
 class Command(BaseCommand):
@@ -73,20 +75,30 @@ class Command(BaseCommand):
 
     # --- actions -------------------------------------------------------------
     def do_status(self, *, json: bool = False, **_: Any) -> None:
-        rows = services.pool_counts()
+        from deployments.selectors import pools_demand
+
+        rows = pools_demand()
         if json:
             self.say(_dumps(rows))
             return
         self.say(f"{'runtime':<8} {'idle':>5} {'assigned':>8} {'failed':>6} {'busy':>5} "
-                 f"{'total':>5} {'size':>5}  ports")
+                 f"{'total':>5} {'size':>5} {'claims/min':>10} {'waiting':>7}  ports  policy")
         for r in rows:
             flag = "" if r["enabled"] else "  (disabled)"
             self.say(f"{r['runtime']:<8} {r['idle']:>5} {r['assigned']:>8} {r['failed']:>6} "
-                     f"{r['busy']:>5} {r['total']:>5} {r['pool_size']:>5}  {r['ports']}{flag}")
+                     f"{r['busy']:>5} {r['total']:>5} {r['pool_size']:>5} "
+                     f"{r['claims_per_minute']:>10} {r['waiting']:>7}  {r['ports']}  "
+                     f"{_policy(r['policy'])}{flag}")
+        if rows:
+            self.say(f"(claims/min: launches over the last {rows[0]['window_minutes']} minutes)")
         for r in rows:
             for p in r["problems"]:
                 self.say(f"  slot {p['slot']} ({r['runtime']}:{p['port']}) {p['status']}: "
                          f"{p['error']}")
+        for r in rows:
+            for d in r["deployments"]:
+                self.say(f"  {r['runtime']}:{d['port']} {d['user']} expires "
+                         f"{_expiry(d['expires_at'], d['reason'])}")
 
     def do_init(self, *, runtime: str | None = None, **_: Any) -> None:
         _require_engine()
@@ -165,6 +177,10 @@ class Command(BaseCommand):
                             progress=self.say)
         for name, tag in tags.items():
             self.say(f"{name}: {tag}")
+        # Pools whose image changed roll it into their idle slots, a step at a time.
+        for name in Runtime.objects.filter(name__in=tags, enabled=True, slots__isnull=False) \
+                .distinct().values_list("name", flat=True):
+            services.pool_converge_request(runtime_name=name)
 
     def do_reconcile(self, **_: Any) -> None:
         from pools import monitor
@@ -222,6 +238,20 @@ def _audit(action: str, options: dict[str, Any], result: str) -> None:
 
 def _require_engine() -> None:
     get_engine().ping()
+
+
+def _policy(policy: dict[str, Any]) -> str:
+    top = "auto" if policy["max_total"] is None else policy["max_total"]
+    return (f"min idle {policy['min_idle']}, max total {top}, idle ttl "
+            f"{policy['idle_ttl']}s, step {policy['step']}")
+
+
+def _expiry(expires_at: datetime | None, reason: str) -> str:
+    if expires_at is None:
+        return "never"
+    left = int((expires_at - timezone.now()).total_seconds())
+    when = f"in {left // 60} min {left % 60} s" if left > 0 else "now (due for the cull)"
+    return f"{expires_at:%Y-%m-%d %H:%M:%S %Z}, {when} ({reason})"
 
 
 def _dumps(data: Any) -> str:

@@ -65,6 +65,7 @@ class Visit:
     retries: int = 0  # 503 with Retry-After, tried again
     pending: bool = False  # answered 202, later running
     polls: int = 0
+    given_up: bool = False  # pending until the platform gave up (ended not_served)
     served_s: float | None = None
     error: str = ""
     deployment: int | None = None
@@ -81,8 +82,13 @@ def launch(base: str, token: str, visit: Visit) -> None:
         return
     visit.deployment = int(body["id"])
     while body.get("status") != "running":
-        if time.perf_counter() > deadline or body.get("status") in ("failed", "released"):
+        if body.get("status") in ("failed", "released"):
+            # "released" while pending: the launch waited PAAS_CLAIM_WAIT and was given up
             visit.error = f"deployment {body.get('status')} after {visit.polls} polls"
+            visit.given_up = True
+            return
+        if time.perf_counter() > deadline:
+            visit.error = f"still {body.get('status')} after {visit.polls} polls"
             return
         time.sleep(0.25)
         visit.polls += 1
@@ -186,6 +192,9 @@ class Wave:
         try:
             self.setup()
             result = self.wave()
+            say(f"arrival: served {result['served']}/{result['users']}, p95 "
+                f"{result.get('p95_ms')} ms, peak {result['peak_containers']} containers; "
+                "releasing and watching the shrink")
             result["shrink"] = self.shrink()
         except Exception as exc:  # reported, and the stack still goes away
             meta["error"] = f"{type(exc).__name__}: {exc}"
@@ -231,7 +240,9 @@ class Wave:
                 thread.join(USER_TIMEOUT_S + 60)
             wave_s = time.perf_counter() - wave_start
         self.visits = visits
-        return summarize(visits, peak=counter.peak, wave_s=wave_s)
+        # (seconds into the wave, containers): the build rate the wave got, for the JSON
+        return {**summarize(visits, peak=counter.peak, wave_s=wave_s),
+                "containers_timeline": counter.samples[::2]}
 
     def shrink(self) -> dict[str, Any]:
         """Every user releases; how long until the pool holds ``min_idle`` containers."""
@@ -269,6 +280,7 @@ def summarize(visits: list[Visit], *, peak: int, wave_s: float) -> dict[str, Any
                          "503": sum(v.first_code == 503 for v in visits)},
         "retries_after_503": sum(v.retries for v in visits),
         "pending_turned_running": sum(v.pending and v.served_s is not None for v in visits),
+        "pending_given_up": sum(v.given_up for v in visits),
         "status_codes": codes, "bad_5xx": bad_5xx, "peak_containers": peak,
         "errors": [f"{v.user}: {v.error}" for v in visits if v.error][:10],
     }

@@ -163,7 +163,8 @@ class Curves:
         wall = time.perf_counter() - start
         ready = len(re.findall(r"\[\d+/\d+\] slot \d+ ready", cmd.stdout))
         if ready != count:
-            raise RuntimeError(f"only {ready}/{count} containers ready:\n{cmd.stdout[-2000:]}")
+            failed = re.findall(r"\[\d+/\d+\] slot \d+ not ready.*", cmd.stdout) or [""]
+            raise RuntimeError(f"only {ready}/{count} containers ready; {failed[0][:300]}")
         self.total += count
         return wall
 

@@ -50,7 +50,7 @@ def curves_markdown(report: dict[str, Any]) -> list[str]:
     lines = [f"Scaling curves (`infrastructure/bench/curves.py`), {about(report['meta'])}. "
              f"{report['meta']['database']}, {report['meta']['web']}, fixed pools.", ""]
     if report["meta"].get("error"):
-        lines += [f"**The run failed:** {report['meta']['error']}", ""]
+        lines += [f"**The run failed:** {report['meta']['error'][:300]}", ""]
     lines += ["Claims (one user per client, keep-alive, each level on at least "
               f"{report['meta']['sizes']['idle_floor']} idle slots):", ""]
     lines += table(["clients", "claims", "claims/s", "p50 ms", "p99 ms", "mean ms",
@@ -82,7 +82,7 @@ def arrival_markdown(report: dict[str, Any]) -> list[str]:
              "URL answering HTTP (retries after 503 + Retry-After and pending launches "
              "included).", ""]
     if meta.get("error"):
-        lines += [f"**The run failed:** {meta['error']}", ""]
+        lines += [f"**The run failed:** {meta['error'][:300]}", ""]
     if not a:
         return lines
     shrink = a.get("shrink", {})

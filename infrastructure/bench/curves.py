@@ -53,6 +53,9 @@ from bench import (  # noqa: E402
 from tests.live import LiveStack  # noqa: E402
 
 PASSWORD = "curves-Secret-123"
+# Slot states in which a build task works on the slot (pools.states.BUSY, which needs
+# Django loaded to import).
+BUSY = ("provisioning", "recycling", "recovering")
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,8 @@ class Curves:
 
     def make_idle(self, wanted: int) -> int:
         """Release what earlier levels claimed when fewer than ``wanted`` slots are idle,
-        and wait for their recycling; then the idle count (asserted enough)."""
+        and wait until every recycling has ended (so none competes with the claims);
+        then the idle count."""
         assert self.db is not None
         db = self.db
         if db.counts().get("idle", 0) < wanted:
@@ -238,7 +242,9 @@ class Curves:
                 self.add(wanted - self.total)
 
             def enough() -> bool:
-                return db.counts().get("idle", 0) >= wanted
+                counts = db.counts()
+                return counts.get("idle", 0) >= wanted and not any(
+                    counts.get(status) for status in BUSY)
 
             say(f"curves: waiting for {wanted} idle slots")
             wait_until(enough, timeout=1200, interval=0.5)

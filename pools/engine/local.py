@@ -284,6 +284,14 @@ class DockerEngine:
             self._call(self._client.images.remove, tag, noprune=False)
 
 
+def sdk_import() -> None:
+    """Import the Docker SDK now rather than on first use: a process that forks workers
+    afterwards (the task cluster) then shares one copy with all of them."""
+    import docker  # noqa: F401
+    import docker.utils.socket  # noqa: F401
+    import requests  # noqa: F401
+
+
 def _unreachable_message(exc: Exception) -> str:
     return (
         f"Docker engine not reachable ({exc}). Start it: as root, "

@@ -756,8 +756,7 @@ def content_push(*, slot: PoolContainer, container_id: str) -> None:
     an app runtime to restart its app."""
     engine = get_engine()
     root = slot.runtime.content_root
-    engine.exec(container_id, ["find", root, "-mindepth", "1", "-delete"], user="1000")
-    engine.put_archive(container_id, root, content.content_tar(slot_id=slot.pk))
+    engine.put_archive(container_id, root, content.content_tar(slot_id=slot.pk), replace=True)
     if slot.runtime.app_runtime:
         engine.signal(container_id, "SIGHUP")
 

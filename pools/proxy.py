@@ -16,7 +16,6 @@ import fcntl
 import http.client
 import json
 import logging
-import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -255,7 +254,7 @@ def _sync_lock() -> Iterator[None]:
 
 
 def _syncs_done_path() -> Path:
-    return settings.DATA_DIR / "caddy-sync.done"
+    return settings.DATA_DIR / "caddy-sync.count"
 
 
 def _syncs_done() -> int:
@@ -267,10 +266,9 @@ def _syncs_done() -> int:
 
 
 def _sync_counted(done: int) -> None:
-    path = _syncs_done_path()
-    spare = path.with_suffix(".tmp")
-    spare.write_text(str(done))
-    os.replace(spare, path)  # readers outside the lock see the old or the new count
+    # Written in place under the lock. A reader outside it may catch the file mid-write
+    # and read a smaller number (or none: 0), which only costs it a sync of its own.
+    _syncs_done_path().write_text(str(done))
 
 
 # --- syncing -----------------------------------------------------------------------

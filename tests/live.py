@@ -100,8 +100,7 @@ class LiveStack:
         # Several clusters (each with PAAS_Q_WORKERS workers) as on a production control
         # host: their logs are worker.log, worker2.log, ...
         for k in range(1, self.cluster_processes + 1):
-            self.start_process("worker" if k == 1 else f"worker{k}",
-                               [sys.executable, "manage.py", "qcluster"])
+            self.start_cluster("worker" if k == 1 else f"worker{k}")
         if self.watcher:
             self.start_watcher()
         self.start_process("web", [
@@ -111,6 +110,9 @@ class LiveStack:
             "--workers", str(self.web_workers), "--threads", "8", "--preload",
         ])
         self.wait_http("/healthz", timeout=30)
+
+    def start_cluster(self, name: str) -> None:
+        self.start_process(name, [sys.executable, "manage.py", "qcluster"])
 
     def start_watcher(self) -> None:
         self.start_process("watch", [sys.executable, "manage.py", "pool", "watch"])

@@ -255,7 +255,7 @@ def test_worker_killed_mid_recovery_task_runs_again(watcher: LiveStack) -> None:
     finally:
         stack.stop_process("worker", signal.SIGKILL)  # gone already, unless we failed
         stack.env["PAAS_FAULT_REBUILD_PAUSE"] = "0"
-        stack.start_process("worker", [sys.executable, "manage.py", "qcluster"])
+        stack.start_cluster("worker")
 
     # django-q2 hands the task out again once its lock (PAAS_Q_RETRY = 25 s) expires.
     seconds = time_until_serving(port, marker, killed_at, timeout=60)
@@ -263,7 +263,7 @@ def test_worker_killed_mid_recovery_task_runs_again(watcher: LiveStack) -> None:
           "(Q retry 25 s)")
     after = slot_at(stack, port)
     # Same generation: the re-delivered task finished the job (a retry by the reconcile
-    # pass would have bumped the generation, and only after STUCK_SECONDS).
+    # pass would have bumped the generation, and only after stuck_seconds(): 50 s here).
     assert after["status"] == S.ASSIGNED and after["generation"] == new_generation
     assert slot_containers(HEAL_INSTANCE, after["id"]) == [after["container_id"]]
     assert container_running(after["container_id"])

@@ -375,7 +375,8 @@ Q_CLUSTER = {
 }
 # Redis as the task broker for installations with several worker processes or hosts
 # (the ORM broker stays the default). Redis does not re-deliver the task of a killed
-# worker: the reconcile pass retries a slot stuck in a busy state instead.
+# worker: the reconcile pass retries a slot left in a busy state past the timeout + 30 s
+# (pools.monitor.stuck_seconds).
 # (PAAS_REDIS_URL is read above, with the shared cache.)
 if PAAS_REDIS_URL:
     del Q_CLUSTER["orm"]

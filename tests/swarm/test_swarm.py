@@ -20,14 +20,12 @@ from functools import partial
 from typing import Any
 
 import pytest
-import requests
 from django.conf import settings
 
-from tests.live import LiveStack
+from tests.live import LiveStack, LiveUser
 from tests.swarm.conftest import Lab
 
 pytestmark = [pytest.mark.swarm]
-PASSWORD = "Swarm-of-3-nodes!"
 POOL = 6
 
 
@@ -69,34 +67,13 @@ def slots(stack: LiveStack) -> list[dict]:
         db.close()
 
 
-class User:
-    def __init__(self, stack: LiveStack, name: str) -> None:
-        self.url = stack.url
-        self.http = requests.Session()
-        answer = self.http.post(f"{self.url}/api/auth/register/", timeout=10, json={
-            "username": name, "email": f"{name}@example.com", "password": PASSWORD})
-        assert answer.status_code == 201, answer.text
-        answer = self.http.post(f"{self.url}/api/auth/token/", timeout=10,
-                                json={"username": name, "password": PASSWORD})
-        assert answer.status_code == 200, answer.text
-        self.http.headers["Authorization"] = f"Bearer {answer.json()['access']}"
+def site(user: LiveUser, marker: str) -> dict:
+    """A new nginx deployment serving ``marker`` from its own index.html."""
+    deployment = user.launch("nginx")
+    user.upload(deployment, "index.html", f"<h1>{marker}</h1>".encode())
+    assert marker in fetch(deployment["url"]), deployment
+    return deployment
 
-    def api(self, method: str, path: str, status: int, **kwargs: Any) -> Any:
-        answer = self.http.request(method, f"{self.url}/api/deployments/{path}",
-                                   timeout=60, **kwargs)
-        assert answer.status_code == status, (method, path, answer.text)
-        return answer.json() if answer.content else None
-
-    def site(self, marker: str) -> dict:
-        """A new nginx deployment serving ``marker`` from its own index.html."""
-        deployment = self.api("POST", "", 201, json={"runtime": "nginx"})
-        self.api("POST", f"{deployment['id']}/files/", 201,
-                 files={"file": ("index.html", f"<h1>{marker}</h1>".encode())})
-        assert marker in fetch(deployment["url"]), deployment
-        return dict(deployment)
-
-    def show(self, deployment: dict) -> dict:
-        return dict(self.api("GET", f"{deployment['id']}/", 200))
 
 
 def node_of(url: str) -> str:
@@ -122,13 +99,13 @@ def stack(swarm_lab: Lab) -> Iterator[LiveStack]:
 
 
 @pytest.fixture
-def users(stack: LiveStack) -> Iterator[Callable[[str], User]]:
+def users(stack: LiveStack) -> Iterator[Callable[[str], LiveUser]]:
     """Users of the stack; their deployments are released afterwards and the pool is
     back to idle before the next test."""
-    made: list[User] = []
+    made: list[LiveUser] = []
 
-    def make(name: str) -> User:
-        made.append(User(stack, name))
+    def make(name: str) -> LiveUser:
+        made.append(LiveUser(stack, name))
         return made[-1]
 
     yield make
@@ -140,10 +117,10 @@ def users(stack: LiveStack) -> Iterator[Callable[[str], User]]:
 
 
 def test_slots_spread_and_every_node_serves_its_users(
-        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
     wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
     assert {s["node_addr"] for s in slots(stack)} == set(swarm_lab.addrs), slots(stack)
-    sites = [(user, user.site(f"{user_name} site {i}"), f"{user_name} site {i}")
+    sites = [(user, site(user, f"{user_name} site {i}"), f"{user_name} site {i}")
              for user_name in ("ann", "ben") for user in [users(user_name)] for i in range(3)]
     assert {node_of(d["url"]) for _, d, _ in sites} == set(swarm_lab.addrs)
     by_node = {node_of(d["url"]): (u, d, m) for u, d, m in sites}
@@ -165,18 +142,18 @@ def test_slots_spread_and_every_node_serves_its_users(
             assert page and not any(marker in page for _, _, marker in sites), page[:200]
 
 
-def moved_and_serving(user: User, deployment: dict, marker: str, away_from: str) -> bool:
+def moved_and_serving(user: LiveUser, deployment: dict, marker: str, away_from: str) -> bool:
     shown = user.show(deployment)
     return (shown["status"] == "running" and node_of(shown["url"]) != away_from
             and marker in fetch(shown["url"]))
 
 
 def test_draining_a_node_moves_its_slots_with_their_files(
-        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
     wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
     dora = users("dora")
     dan = users("dan")
-    sites = [(u, u.site(f"{u_name} page {i}"), f"{u_name} page {i}")
+    sites = [(u, site(u, f"{u_name} page {i}"), f"{u_name} page {i}")
              for u_name, u in (("dora", dora), ("dan", dan)) for i in range(3)]
     drained = swarm_lab.addrs[1]  # node 2 (node 1 is the only manager)
     on_it = [(u, d, m) for u, d, m in sites if node_of(d["url"]) == drained]
@@ -202,10 +179,10 @@ def test_draining_a_node_moves_its_slots_with_their_files(
 
 
 def test_a_lost_node_costs_seconds_and_no_files(
-        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
     wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
     lena, leo = users("lena"), users("leo")
-    sites = [(u, u.site(f"{u_name} file {i}"), f"{u_name} file {i}")
+    sites = [(u, site(u, f"{u_name} file {i}"), f"{u_name} file {i}")
              for u_name, u in (("lena", lena), ("leo", leo)) for i in range(3)]
     lost = swarm_lab.addrs[2]  # node 3
     on_it = [(u, d, m) for u, d, m in sites if node_of(d["url"]) == lost]

@@ -176,11 +176,26 @@ def test_stuck_busy_slot_is_retried_under_a_new_generation(
     slot = warm("nginx", 1)[0]
     PoolContainer.objects.filter(pk=slot.pk).update(
         status=S.PROVISIONING,
-        status_changed_at=timezone.now() - timedelta(seconds=monitor.STUCK_SECONDS + 1))
+        status_changed_at=timezone.now() - timedelta(seconds=monitor.stuck_seconds() + 1))
     assert monitor.reconcile_pass()["retried"] == [slot.pk]
     fresh = PoolContainer.objects.get(pk=slot.pk)
     assert fresh.status == S.IDLE and fresh.generation == slot.generation + 1
     assert len(fake_engine.list_managed(settings.PAAS_INSTANCE)) == 1
+
+
+def test_busy_slot_is_retried_once_its_task_has_outlived_the_task_timeout(
+        fake_engine: FakeEngine, warm: Callable, settings) -> None:
+    """Redis never hands a killed worker's task out again (and a killed cluster loses
+    the tasks it had taken but not started): once a busy slot has been untouched longer
+    than any task may run, nothing else will finish it, so the pass retries it then."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 60}
+    only_pool("nginx", 2)
+    slots = warm("nginx", 2)
+    for slot, age in zip(slots, [50, 100], strict=True):
+        PoolContainer.objects.filter(pk=slot.pk).update(
+            status=S.RECYCLING, status_changed_at=timezone.now() - timedelta(seconds=age))
+    # 50 s: its task may still be running; 100 s: past the timeout and the margin.
+    assert monitor.reconcile_pass()["retried"] == [slots[1].pk]
 
 
 def test_event_for_current_container_queues_recovery(

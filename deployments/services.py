@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.errors import ApprovalPending
@@ -74,14 +74,16 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
         # (on SQLite the IMMEDIATE transaction already does, and has no row locks).
         if connection.features.has_select_for_update:
             list(get_user_model().objects.select_for_update().filter(pk=user.pk).values("pk"))
-        if _active_count(user.pk) >= limit and (
-                not _end_orphaned(user_id=user.pk) or _active_count(user.pk) >= limit):
+        counts = _launch_counts(user_id=user.pk, runtime_name=runtime.name)
+        if counts["held"] >= limit and _end_orphaned(user_id=user.pk):
+            counts = _launch_counts(user_id=user.pk, runtime_name=runtime.name)
+        if counts["held"] >= limit:
             raise QuotaExceeded(
                 f"you already have {limit} active deployment(s), your quota; "
                 "release one first"
             )
-        _check_share(user_id=user.pk, runtime=runtime)
-        deployment = _claim_or_queue(user=user, runtime=runtime)
+        _check_share(held=counts["held_here"], runtime=runtime)
+        deployment = _claim_or_queue(user=user, runtime=runtime, waiting=counts["waiting"])
     if settings.PAAS_ELASTIC:
         pool_converge_request(runtime_name=runtime.name)  # refill now, not next pass
     if deployment.is_pending:
@@ -100,10 +102,22 @@ def pending_count(runtime_name: str) -> int:
     return Deployment.objects.filter(status=PENDING, runtime_name=runtime_name).count()
 
 
-def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime) -> Deployment:
+def _launch_counts(*, user_id: int, runtime_name: str) -> dict[str, int]:
+    """One query, inside the launch's transaction: the user's active and pending
+    launches (``held``, the quota), those of this runtime (``held_here``, the share) and
+    the runtime's launches waiting in line, anyone's (``waiting``)."""
+    held = Q(user_id=user_id, status__in=(ACTIVE, PENDING))
+    waiting = Q(runtime_name=runtime_name, status=PENDING)
+    return Deployment.objects.filter(held | waiting).aggregate(
+        held=Count("pk", filter=held),
+        held_here=Count("pk", filter=held & Q(runtime_name=runtime_name)),
+        waiting=Count("pk", filter=waiting),
+    )
+
+
+def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime, waiting: int) -> Deployment:
     """A running deployment on an idle slot, or a pending one when a slot is coming
-    (nobody jumps the line: with others waiting, this launch waits too)."""
-    waiting = Deployment.objects.filter(status=PENDING, runtime_name=runtime.name).count()
+    (nobody jumps the line: with ``waiting`` others in line, this launch waits too)."""
     if not waiting:
         try:
             return Deployment.objects.create(user_id=user.pk, runtime_name=runtime.name,
@@ -189,11 +203,10 @@ def _expire_waiting(*, runtime_name: str) -> int:
         ended_reason=EndedReason.NOT_SERVED)
 
 
-def _check_share(*, user_id: int, runtime: Runtime) -> None:
-    """No one user may hold more than ``max_share`` of a pool (besides the quota)."""
+def _check_share(*, held: int, runtime: Runtime) -> None:
+    """No one user may hold more than ``max_share`` of a pool (besides the quota):
+    ``held`` is how many of its containers the user holds or waits for."""
     limit = share_limit(runtime=runtime)
-    held = Deployment.objects.filter(user_id=user_id, status__in=(ACTIVE, PENDING),
-                                     runtime_name=runtime.name).count()
     if held >= limit:
         raise ShareExceeded(
             f"you already hold {held} {runtime.name} container(s), the most one user may "
@@ -211,10 +224,6 @@ def _claim_serializer() -> AbstractContextManager[object]:
     queue on a mutex rather than in SQLite's busy handler, whose sleeps (up to 100 ms,
     never woken early) turn a burst of claims into a convoy."""
     return _sqlite_claims if connection.vendor == "sqlite" else nullcontext()
-
-
-def _active_count(user_id: int) -> int:
-    return Deployment.objects.filter(user_id=user_id, status__in=(ACTIVE, PENDING)).count()
 
 
 def _end_orphaned(*, user_id: int) -> int:

@@ -10,10 +10,11 @@ before its slot is recycled.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from typing import IO
 
@@ -214,16 +215,33 @@ def _check_share(*, held: int, runtime: Runtime) -> None:
             "release one first")
 
 
-# Re-entrant: a claim's commit may run a build inline (tests) whose end serves waiting
-# launches in the same thread.
-_sqlite_claims = threading.RLock()
+# Per thread: a claim's commit may run a build inline (tests) whose end serves waiting
+# launches in the same thread, which must not wait for its own turn.
+_claim_turn = threading.local()
 
 
 def _claim_serializer() -> AbstractContextManager[object]:
-    """On SQLite one writer at a time holds the database: let this process's threads
-    queue on a mutex rather than in SQLite's busy handler, whose sleeps (up to 100 ms,
-    never woken early) turn a burst of claims into a convoy."""
-    return _sqlite_claims if connection.vendor == "sqlite" else nullcontext()
+    """On SQLite one writer at a time holds the database: launches take turns on a
+    lock file first, rather than in SQLite's busy handler, whose sleeps (up to 100 ms,
+    never woken early) turn a burst of claims into a convoy. A file lock, because the
+    launches come from several web processes: the kernel wakes the next at once."""
+    return _sqlite_claim_turn() if connection.vendor == "sqlite" else nullcontext()
+
+
+@contextmanager
+def _sqlite_claim_turn() -> Iterator[None]:
+    if getattr(_claim_turn, "held", False):
+        yield
+        return
+    # Opened per use: each thread and process gets its own lock (a descriptor shared
+    # across a fork, or between threads, would share the lock too).
+    with open(settings.DATA_DIR / "claims.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _claim_turn.held = True
+        try:
+            yield
+        finally:
+            _claim_turn.held = False  # closing the file releases the lock
 
 
 def _end_orphaned(*, user_id: int) -> int:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.errors import ApprovalPending
@@ -103,17 +103,26 @@ def pending_count(runtime_name: str) -> int:
     return Deployment.objects.filter(status=PENDING, runtime_name=runtime_name).count()
 
 
+# Three counts in one statement, each by its own index. Plain SQL: the ORM's filtered
+# aggregates cost more to build than everything else a launch does in Python.
+_LAUNCH_COUNTS_SQL = """
+SELECT (SELECT COUNT(*) FROM {table} WHERE user_id = %s AND status IN (%s, %s)),
+       (SELECT COUNT(*) FROM {table} WHERE user_id = %s AND status IN (%s, %s)
+                                       AND runtime_name = %s),
+       (SELECT COUNT(*) FROM {table} WHERE runtime_name = %s AND status = %s)
+"""
+
+
 def _launch_counts(*, user_id: int, runtime_name: str) -> dict[str, int]:
     """One query, inside the launch's transaction: the user's active and pending
     launches (``held``, the quota), those of this runtime (``held_here``, the share) and
     the runtime's launches waiting in line, anyone's (``waiting``)."""
-    held = Q(user_id=user_id, status__in=(ACTIVE, PENDING))
-    waiting = Q(runtime_name=runtime_name, status=PENDING)
-    return Deployment.objects.filter(held | waiting).aggregate(
-        held=Count("pk", filter=held),
-        held_here=Count("pk", filter=held & Q(runtime_name=runtime_name)),
-        waiting=Count("pk", filter=waiting),
-    )
+    sql = _LAUNCH_COUNTS_SQL.format(table=Deployment._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user_id, ACTIVE, PENDING, user_id, ACTIVE, PENDING,
+                             runtime_name, runtime_name, PENDING])
+        held, held_here, waiting = cursor.fetchone()
+    return {"held": held, "held_here": held_here, "waiting": waiting}
 
 
 def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime, waiting: int) -> Deployment:

@@ -289,7 +289,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 1000
 # --- REST framework, JWT, schema ---------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # simplejwt's, joining the rows a launch reads (accounts/authentication.py).
+        "accounts.authentication.JWTWithLaunchData",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

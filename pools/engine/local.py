@@ -37,8 +37,10 @@ class DockerEngine:
 
         self._errors = errors
         try:
-            if base_url:
-                self._client = docker.DockerClient(base_url=base_url, tls=tls or False,
+            if tls:
+                self._client = _tls_client(base_url, tls, timeout)
+            elif base_url:
+                self._client = docker.DockerClient(base_url=base_url, tls=False,
                                                    timeout=timeout)
             else:
                 self._client = docker.from_env(timeout=timeout)
@@ -282,6 +284,34 @@ class DockerEngine:
         """Remove one tag; an image a container still uses keeps its layers."""
         with contextlib.suppress(EngineError):
             self._call(self._client.images.remove, tag, noprune=False)
+
+    def image_send(self, tag: str, progress: Callable[[str], None]) -> list[str]:
+        return []  # one engine: the image is already where its containers run
+
+    def save_image(self, tag: str) -> Iterator[bytes]:
+        """``docker save`` of one image, as a stream of tar chunks."""
+        return iter(self._call(self._client.api.get_image, tag))
+
+    def load_image(self, chunks: Iterator[bytes]) -> None:
+        """``docker load`` of a tar stream (sent chunked, never held whole)."""
+        self._call(self._client.api.load_image, chunks, quiet=True)
+
+
+# The API the swarm backend needs, and Debian 12's engine speaks (20.10): a TLS client
+# is pinned to it, as asking the engine first would verify against the wrong CA.
+TLS_API_VERSION = "1.41"
+
+
+def _tls_client(base_url: str, tls: Any, timeout: int) -> Any:
+    """A client of an engine API over TLS that verifies with *our* CA: requests lets
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's CA (psf/requests#3829,
+    docker/docker-py#2433), so the session must not read the environment."""
+    import docker
+
+    client = docker.DockerClient(base_url=base_url, tls=tls, timeout=timeout,
+                                 version=TLS_API_VERSION)
+    client.api.trust_env = False
+    return client
 
 
 def _unreachable_message(exc: Exception) -> str:

@@ -7,7 +7,9 @@ reads it) and raises the project's own errors (see ``pools.engine.base``).
 from __future__ import annotations
 
 import contextlib
+import shlex
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,8 +152,12 @@ class DockerEngine:
         archive endpoint writes into the image's layers, so it cannot reach a tmpfs
         mount or a read-only root (moby#22020): `tar -x` inside, fed on stdin."""
         self._require(container_id)
-        code, output = self._exec_stdin(
-            container_id, ["tar", "-x", "-f", "-", "-C", path], data, user=CONTENT_USER)
+        # `head -c` ends tar's stdin after the archive's length: a TLS connection (a
+        # swarm node's API) cannot be half-closed from Python, whose ssl shutdown drops
+        # the TLS layer before the answer is read.
+        unpack = f"head -c {len(data)} | tar -x -f - -C {shlex.quote(path)}"
+        code, output = self._exec_stdin(container_id, ["sh", "-c", unpack], data,
+                                        user=CONTENT_USER)
         if code != 0:
             raise EngineError(f"unpacking the files into {path} failed: {output.strip()[-500:]}")
 
@@ -163,11 +169,13 @@ class DockerEngine:
         api = self._client.api
         exec_id = self._call(api.exec_create, container_id, cmd, stdin=True, user=user)["Id"]
         stream = self._call(api.exec_start, exec_id, socket=True)
-        connection = stream._sock  # the hijacked connection under the SDK's wrapper
+        # The hijacked connection: under the SDK's wrapper (unix), or a TLS socket.
+        connection = getattr(stream, "_sock", stream)
         try:
             connection.settimeout(EXEC_STDIN_TIMEOUT)
             connection.sendall(data)
-            connection.shutdown(socket.SHUT_WR)  # end of stdin: tar finishes
+            if not isinstance(connection, ssl.SSLSocket):
+                connection.shutdown(socket.SHUT_WR)  # end of stdin, where a socket can
             output = b"".join(data for _stream, data in frames_iter(stream, tty=False))
         except OSError as exc:
             raise EngineError(f"exec in {container_id[:12]} failed: {exc}") from exc

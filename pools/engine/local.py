@@ -293,6 +293,11 @@ class DockerEngine:
         with contextlib.suppress(EngineError):
             self._call(self._client.images.remove, tag, noprune=False)
 
+    def volumes_prune(self, instance: str) -> None:
+        """Remove the unused volumes labelled with ``instance`` (a swarm task's tmpfs)."""
+        self._call(self._client.volumes.prune,
+                   filters={"label": [f"{LABEL_INSTANCE}={instance}"]})
+
     def image_send(self, tag: str, progress: Callable[[str], None]) -> list[str]:
         return []  # one engine: the image is already where its containers run
 

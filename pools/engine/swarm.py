@@ -148,6 +148,7 @@ class SwarmEngine:
         """Remove the service and wait (bounded) until its task's container is gone, so
         its host port is free again for the slot's next service."""
         leftovers = self._live_containers(container_id)
+        instance = self._instance_of(container_id)
         try:
             self._call(self._client.api.remove_service, container_id)
         except EngineError as exc:
@@ -157,6 +158,15 @@ class SwarmEngine:
         for engine, container in leftovers:
             while time.monotonic() < deadline and engine.inspect(container) is not None:
                 time.sleep(0.2)
+            if instance:
+                engine.volumes_prune(instance)  # its tmpfs volumes (and any left before)
+
+    def _instance_of(self, service_id: str) -> str:
+        try:
+            raw = self._call(self._client.api.inspect_service, service_id)
+        except EngineError:
+            return ""
+        return str((raw["Spec"].get("Labels") or {}).get(LABEL_INSTANCE, ""))
 
     def _live_containers(self, service_id: str) -> list[tuple[DockerEngine, str]]:
         """The service's task containers on nodes that are up (a down node's container
@@ -361,13 +371,22 @@ def _service_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     """The slot's service: the hardening of ``local._run_kwargs`` in Swarm's terms. Swarm
     cannot bind a published port to one address (a firewall admits only the control
     host), nor ask for no-new-privileges before API 1.44 (pool nodes' engines run with
-    --no-new-privileges), nor limit swap (pool nodes run without). Nor can it give a
-    tmpfs mount an owner before API 1.46 (and Debian's 20.10 engine ignores a swarm
-    tmpfs's mode: root's 0755), so ``spec.read_only``/``spec.tmpfs`` (the bounded
-    writable space) are not applied: the root stays writable, as the content root must
-    belong to uid 1000; bound the nodes' disk per container instead (dockerd
-    --storage-opt overlay2.size on xfs with pquota)."""
-    from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode
+    --no-new-privileges), nor limit swap (pool nodes run without).
+
+    The bounded writable space (a read-only root, ``spec.tmpfs``) is kept, but not with
+    Swarm's tmpfs mounts: they cannot have an owner before API 1.46, and Debian's 20.10
+    engine ignores their mode (root's 0755), so uid 1000 could not write its content
+    root. Each is an anonymous volume of the local driver of type tmpfs instead, whose
+    mount options (size, mode, uid) the kernel applies as given; labelled with our
+    instance so that ``remove`` prunes them (Swarm leaves a task's volumes behind)."""
+    from docker.types import (
+        DriverConfig,
+        EndpointSpec,
+        Mount,
+        Resources,
+        RestartPolicy,
+        ServiceMode,
+    )
 
     resources = Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.mem_limit_mb << 20)
     resources["Limits"]["Pids"] = spec.pids_limit
@@ -386,6 +405,14 @@ def _service_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "log_driver": "json-file",
         "log_driver_options": {"max-size": "1m", "max-file": "2"},
         "restart_policy": RestartPolicy(condition="none"),  # the platform recovers
+        "read_only": spec.read_only,
+        "mounts": [
+            Mount(target=path, source=None, type="volume",
+                  labels={LABEL_INSTANCE: spec.labels.get(LABEL_INSTANCE, "")},
+                  driver_config=DriverConfig("local", {"type": "tmpfs", "device": "tmpfs",
+                                                       "o": options}))
+            for path, options in spec.tmpfs.items()
+        ],
     }
 
 

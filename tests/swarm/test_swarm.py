@@ -305,3 +305,37 @@ def test_a_container_killed_on_its_node_is_noticed_by_that_nodes_events(
           f"again: {time.monotonic() - started:.1f} s")
     found = recoveries(stack, slot["id"])[before:]
     assert [r["trigger"] for r in found] == ["watch-node"], found
+
+
+def node_docker(lab: Lab, addr: str, *args: str) -> str:
+    return subprocess.run(["docker", "-H", lab.node_socket(addr), *args], check=True,
+                          capture_output=True, text=True, timeout=60).stdout
+
+
+def test_a_slots_writable_space_is_bounded_and_its_volumes_go_with_it(
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+    """On a swarm too: a read-only root, and the content root a size-bounded tmpfs that
+    uid 1000 owns (a tmpfs volume: Swarm's own tmpfs loses owner and mode on Debian's
+    engine). Releasing the slot removes its volumes from the node."""
+    wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
+    ivy = users("ivy")
+    deployment = ivy.site("ivy's page")
+    node = node_of(deployment["url"])
+    slot = next(s for s in slots(stack) if s["port"] == deployment["port"])
+    [container] = node_docker(swarm_lab, node, "ps", "-q", "--filter",
+                              f"label=com.docker.swarm.service.id={slot['container_id']}").split()
+    db = sqlite3.connect(f"file:{stack.data_dir / 'paas.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        [(root,)] = db.execute("SELECT content_root FROM pools_runtime WHERE name = 'nginx'")
+    finally:
+        db.close()
+    out = node_docker(swarm_lab, node, "exec", "-u", "1000", container, "sh", "-c",
+                      f"stat -c %u {root}; dd if=/dev/zero of={root}/fill bs=1M count=2000 "
+                      f"2>&1; rm -f {root}/fill; touch /etc/x 2>&1; true")
+    assert out.splitlines()[0] == "1000", out
+    assert "No space left on device" in out and "Read-only file system" in out, out
+    ivy.api("DELETE", f"{deployment['id']}/", 204)
+    wait_for("the released slot idle again", lambda: all_idle(stack), timeout=120)
+    dangling = node_docker(swarm_lab, node, "volume", "ls", "-q", "--filter", "dangling=true",
+                           "--filter", f"label=paas.instance={stack.instance}").split()
+    assert dangling == [], dangling

@@ -78,6 +78,21 @@ def test_service_spec_is_hardened_and_not_pinned() -> None:
     assert kwargs["labels"] == kwargs["container_labels"] == {"paas.instance": "t"}
 
 
+def test_writable_space_is_bounded_by_tmpfs_volumes_the_owner_can_write() -> None:
+    """Swarm's own tmpfs mounts lose their mode and owner on Debian's engine: the bound
+    places are local tmpfs volumes with the options as given, under a read-only root."""
+    spec = ContainerSpec(name="s", image="i", labels={"paas.instance": "t"},
+                         internal_port=80, host_port=8000, read_only=True,
+                         tmpfs={"/srv/www": "rw,exec,size=70m,mode=0755,uid=1000,gid=1000"})
+    kwargs = _service_kwargs(spec)
+    assert kwargs["read_only"] is True
+    [mount] = kwargs["mounts"]
+    assert (mount["Target"], mount["Type"]) == ("/srv/www", "volume")
+    assert mount["VolumeOptions"]["Labels"] == {"paas.instance": "t"}
+    assert mount["VolumeOptions"]["DriverConfig"] == {"Name": "local", "Options": {
+        "type": "tmpfs", "device": "tmpfs", "o": "rw,exec,size=70m,mode=0755,uid=1000,gid=1000"}}
+
+
 def task(state: str, desired: str = "running", created: str = "2026-01-01T00:00:00.5Z") -> dict:
     return {"Status": {"State": state}, "DesiredState": desired, "CreatedAt": created}
 

@@ -294,9 +294,14 @@ class DockerEngine:
             self._call(self._client.images.remove, tag, noprune=False)
 
     def volumes_prune(self, instance: str) -> None:
-        """Remove the unused volumes labelled with ``instance`` (a swarm task's tmpfs)."""
-        self._call(self._client.volumes.prune,
-                   filters={"label": [f"{LABEL_INSTANCE}={instance}"]})
+        """Remove the unused volumes labelled with ``instance`` (a swarm task's tmpfs),
+        one by one: the engine's prune skips those the swarm agent still counts as
+        referenced after their container is gone."""
+        unused = self._call(self._client.volumes.list, filters={
+            "label": [f"{LABEL_INSTANCE}={instance}"], "dangling": True})
+        for volume in unused:
+            with contextlib.suppress(EngineError):  # taken again meanwhile, or gone
+                self._call(volume.remove)
 
     def image_send(self, tag: str, progress: Callable[[str], None]) -> list[str]:
         return []  # one engine: the image is already where its containers run

@@ -158,8 +158,8 @@ class SwarmEngine:
         for engine, container in leftovers:
             while time.monotonic() < deadline and engine.inspect(container) is not None:
                 time.sleep(0.2)
-            if instance:
-                engine.volumes_prune(instance)  # its tmpfs volumes (and any left before)
+            if instance:  # its tmpfs volumes, and any an earlier removal had to leave
+                engine.volumes_prune(instance)
 
     def _instance_of(self, service_id: str) -> str:
         try:

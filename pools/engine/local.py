@@ -293,6 +293,23 @@ class DockerEngine:
         with contextlib.suppress(EngineError):
             self._call(self._client.images.remove, tag, noprune=False)
 
+    def volumes_of(self, container_id: str) -> list[str]:
+        """The names of the volumes mounted in the container (none when it is gone)."""
+        container = self._get(container_id)
+        mounts = container.attrs.get("Mounts", []) if container is not None else []
+        return [str(m["Name"]) for m in mounts if m.get("Type") == "volume" and m.get("Name")]
+
+    def volumes_remove(self, names: list[str]) -> bool:
+        """Remove these volumes; True once none of them is left (False: still in use)."""
+        done = True
+        for name in names:
+            try:
+                self._call(self._client.api.remove_volume, name)
+            except EngineError as exc:
+                if getattr(exc.__cause__, "status_code", None) != 404:
+                    done = False  # in use still: the caller tries again
+        return done
+
     def volumes_prune(self, instance: str) -> None:
         """Remove the unused volumes labelled with ``instance`` (a swarm task's tmpfs),
         one by one: the engine's prune skips those the swarm agent still counts as

@@ -147,7 +147,8 @@ class SwarmEngine:
     def remove(self, container_id: str) -> None:
         """Remove the service and wait (bounded) until its task's container is gone, so
         its host port is free again for the slot's next service."""
-        leftovers = self._live_containers(container_id)
+        leftovers = [(engine, container, engine.volumes_of(container))
+                     for engine, container in self._live_containers(container_id)]
         instance = self._instance_of(container_id)
         try:
             self._call(self._client.api.remove_service, container_id)
@@ -155,10 +156,13 @@ class SwarmEngine:
             if getattr(exc.__cause__, "status_code", None) != 404:
                 raise
         deadline = time.monotonic() + 20
-        for engine, container in leftovers:
+        for engine, container, volumes in leftovers:
             while time.monotonic() < deadline and engine.inspect(container) is not None:
                 time.sleep(0.2)
-            if instance:  # its tmpfs volumes, and any an earlier removal had to leave
+            # Its tmpfs volumes (Swarm leaves them), once the agent lets go of them.
+            while not engine.volumes_remove(volumes) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if instance:  # and any an earlier removal had to leave behind
                 engine.volumes_prune(instance)
 
     def _instance_of(self, service_id: str) -> str:

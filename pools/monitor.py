@@ -209,7 +209,8 @@ def watch(*, say: Callable[[str], None] = print, max_events: int | None = None) 
                     delay = 1.0
                     if event.action in WATCHED_ACTIONS:
                         seen += 1
-                        handle_event(event.container_id, event.action, event.labels, say)
+                        handle_event(event.container_id, event.action, event.labels, say,
+                                     trigger=event.trigger)
                         if max_events is not None and seen >= max_events:
                             return
             except EngineUnavailable as exc:
@@ -222,8 +223,9 @@ def watch(*, say: Callable[[str], None] = print, max_events: int | None = None) 
 
 
 def handle_event(container_id: str, action: str, labels: dict[str, str],
-                 say: Callable[[str], None] = print) -> bool:
-    """Queue recovery if the event is about the slot's current container."""
+                 say: Callable[[str], None] = print, *, trigger: str = "watch") -> bool:
+    """Queue recovery if the event is about the slot's current container; ``trigger``
+    records which news it was (see ``EngineEvent.trigger``)."""
     close_old_connections()
     slot_id = labels.get("paas.slot", "")
     slot = PoolContainer.objects.select_related("runtime").filter(
@@ -237,7 +239,7 @@ def handle_event(container_id: str, action: str, labels: dict[str, str],
             "the container still runs, nothing to recover")
         return False
     reason = "killed by the out-of-memory killer" if action == "oom" else f"container {action}"
-    queued = services.slot_recover(slot=slot, reason=reason, trigger="watch")
+    queued = services.slot_recover(slot=slot, reason=reason, trigger=trigger)
     if queued:
         say(f"slot {slot.pk} ({slot.runtime.name}:{slot.port}): {reason}; recovery queued")
     return queued

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pools import content, health, monitor, services
-from pools.engine import ContainerSpec
+from pools.engine import ContainerSpec, EngineEvent
 from pools.models import MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
 from tests.fakes import FakeEngine
 
@@ -210,6 +210,19 @@ def test_event_for_current_container_queues_recovery(
     fresh = PoolContainer.objects.get(pk=slot.pk)
     assert fresh.status == S.IDLE and fresh.container_id != slot.container_id
     assert Recovery.objects.get().trigger == "watch"
+
+
+def test_the_watcher_records_which_news_queued_the_recovery(
+        fake_engine: FakeEngine, warm: Callable) -> None:
+    """A swarm node's own container event is told apart from the manager's task poll."""
+    only_pool("nginx", 1)
+    slot = warm("nginx", 1)[0]
+    long_ago(slot)
+    fake_engine.kill(slot.container_id)
+    fake_engine.pending_events.append(EngineEvent(
+        "die", slot.container_id, {"paas.slot": str(slot.pk)}, trigger="watch-node"))
+    monitor.watch(say=lambda s: None, max_events=1)
+    assert Recovery.objects.get().trigger == "watch-node"
 
 
 def test_oom_event_of_a_child_process_leaves_a_running_container_alone(

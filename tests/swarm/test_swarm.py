@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+import requests
 from django.conf import settings
 
 from tests.live import LiveStack, LiveUser
@@ -257,13 +258,13 @@ def recoveries(stack: LiveStack, slot_id: int) -> list[dict]:
 
 
 def test_a_container_killed_on_its_node_is_noticed_by_that_nodes_events(
-        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
     """The watcher follows each node's container events: the kill is noticed by the
     node's own ``die`` (trigger "watch-node"), not by the manager's task poll ("watch")
     nor the reconcile pass; the user's files are served again."""
     wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
     kim = users("kim")
-    deployment = kim.site("kim's page")
+    deployment = site(kim, "kim's page")
     node = node_of(deployment["url"])
     slot = next(s for s in slots(stack) if s["port"] == deployment["port"])
     container = subprocess.run(
@@ -290,13 +291,13 @@ def node_docker(lab: Lab, addr: str, *args: str) -> str:
 
 
 def test_a_slots_writable_space_is_bounded_and_its_volumes_go_with_it(
-        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
     """On a swarm too: a read-only root, and the content root a size-bounded tmpfs that
     uid 1000 owns (a tmpfs volume: Swarm's own tmpfs loses owner and mode on Debian's
     engine). Releasing the slot removes its volumes from the node."""
     wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
     ivy = users("ivy")
-    deployment = ivy.site("ivy's page")
+    deployment = site(ivy, "ivy's page")
     node = node_of(deployment["url"])
     slot = next(s for s in slots(stack) if s["port"] == deployment["port"])
     [container] = node_docker(swarm_lab, node, "ps", "-q", "--filter",

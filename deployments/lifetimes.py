@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from accounts.models import Quota
+from accounts.selectors import user_quota_row
 from deployments.errors import ExtendRefused
 from deployments.models import Deployment, EndedReason
 from pools.errors import EngineError
-from pools.models import MonitorPass, Recovery, Runtime
+from pools.models import MonitorPass, PoolContainer, Recovery, Runtime
 from pools.services import slot_rx_bytes
 
 log = logging.getLogger(__name__)
@@ -61,10 +63,39 @@ def lifetime_of(*, deployment: Deployment, runtime: Runtime | None,
     )
 
 
+class LifetimePolicies:
+    """The lifetimes of many deployments (a list, one answer) with each runtime's policy
+    and each user's quota read once. Rows already in hand are used as they are: the
+    runtime a launch just claimed a slot of, the quota joined to the request's user."""
+
+    def __init__(self, *, user: AbstractBaseUser | None = None) -> None:
+        self._runtimes: dict[str, Runtime | None] = {}
+        self._quotas: dict[int, Quota | None] = {}
+        if user is not None and user.is_authenticated:
+            self._quotas[user.pk] = user_quota_row(user=user)
+
+    def of(self, deployment: Deployment) -> Lifetime:
+        return lifetime_of(deployment=deployment, runtime=self._runtime(deployment),
+                           quota=self._quota(deployment.user_id))
+
+    def _runtime(self, deployment: Deployment) -> Runtime | None:
+        name = deployment.runtime_name
+        if name not in self._runtimes:
+            slot = deployment.slot if Deployment.slot.is_cached(deployment) else None
+            if slot is not None and PoolContainer.runtime.is_cached(slot):
+                self._runtimes[name] = slot.runtime
+            else:
+                self._runtimes[name] = Runtime.objects.filter(name=name).first()
+        return self._runtimes[name]
+
+    def _quota(self, user_id: int) -> Quota | None:
+        if user_id not in self._quotas:
+            self._quotas[user_id] = Quota.objects.filter(user_id=user_id).first()
+        return self._quotas[user_id]
+
+
 def deployment_lifetime(*, deployment: Deployment) -> Lifetime:
-    return lifetime_of(deployment=deployment,
-                       runtime=Runtime.objects.filter(name=deployment.runtime_name).first(),
-                       quota=Quota.objects.filter(user_id=deployment.user_id).first())
+    return LifetimePolicies().of(deployment)
 
 
 def expiry(*, deployment: Deployment, lifetime: Lifetime) -> tuple[datetime | None, str]:
@@ -80,11 +111,12 @@ def expiry(*, deployment: Deployment, lifetime: Lifetime) -> tuple[datetime | No
     return min(ends) if ends else (None, "")
 
 
-def deployment_expires_at(*, deployment: Deployment) -> datetime | None:
+def deployment_expires_at(*, deployment: Deployment,
+                          policies: LifetimePolicies | None = None) -> datetime | None:
     if not deployment.is_active:
         return None
     return expiry(deployment=deployment,
-                  lifetime=deployment_lifetime(deployment=deployment))[0]
+                  lifetime=(policies or LifetimePolicies()).of(deployment))[0]
 
 
 def deployment_expiry_warning(*, deployment: Deployment) -> dict[str, object] | None:

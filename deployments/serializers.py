@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from rest_framework import serializers
 
-from deployments.lifetimes import deployment_expires_at
+from deployments.lifetimes import LifetimePolicies, deployment_expires_at
 from deployments.models import Deployment
 from deployments.selectors import (
     deployment_last_recovery,
@@ -45,7 +45,9 @@ class DeploymentCreateSerializer(serializers.Serializer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Runtimes are rows: the choices (and the schema's enum) are read when used.
+        if kwargs.get("data") is not None:
+            return  # validating a launch: the choices are not used (a query saved)
+        # Runtimes are rows: the choices (the schema's enum) are read when used.
         field = self.fields["runtime"]
         assert isinstance(field, serializers.ChoiceField)
         field.choices = runtime_names_enabled()
@@ -101,7 +103,11 @@ class DeploymentSerializer(serializers.ModelSerializer):
                               request_host=self.context["request"].get_host())
 
     def get_expires_at(self, deployment: Deployment) -> datetime | None:
-        return deployment_expires_at(deployment=deployment)
+        # One set of policies for the whole answer (a list reads each runtime once).
+        context = cast("dict[str, Any]", self.context)  # the root serializer's dict
+        policies = context.setdefault(
+            "lifetime_policies", LifetimePolicies(user=context["request"].user))
+        return deployment_expires_at(deployment=deployment, policies=policies)
 
 
 class DeploymentDetailSerializer(DeploymentSerializer):

@@ -10,10 +10,11 @@ before its slot is recycled.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from typing import IO
 
@@ -74,14 +75,16 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
         # (on SQLite the IMMEDIATE transaction already does, and has no row locks).
         if connection.features.has_select_for_update:
             list(get_user_model().objects.select_for_update().filter(pk=user.pk).values("pk"))
-        if _active_count(user.pk) >= limit and (
-                not _end_orphaned(user_id=user.pk) or _active_count(user.pk) >= limit):
+        counts = _launch_counts(user_id=user.pk, runtime_name=runtime.name)
+        if counts["held"] >= limit and _end_orphaned(user_id=user.pk):
+            counts = _launch_counts(user_id=user.pk, runtime_name=runtime.name)
+        if counts["held"] >= limit:
             raise QuotaExceeded(
                 f"you already have {limit} active deployment(s), your quota; "
                 "release one first"
             )
-        _check_share(user_id=user.pk, runtime=runtime)
-        deployment = _claim_or_queue(user=user, runtime=runtime)
+        _check_share(held=counts["held_here"], runtime=runtime)
+        deployment = _claim_or_queue(user=user, runtime=runtime, waiting=counts["waiting"])
     if settings.PAAS_ELASTIC:
         pool_converge_request(runtime_name=runtime.name)  # refill now, not next pass
     if deployment.is_pending:
@@ -100,10 +103,31 @@ def pending_count(runtime_name: str) -> int:
     return Deployment.objects.filter(status=PENDING, runtime_name=runtime_name).count()
 
 
-def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime) -> Deployment:
+# Three counts in one statement, each by its own index. Plain SQL: the ORM's filtered
+# aggregates cost more to build than everything else a launch does in Python.
+_LAUNCH_COUNTS_SQL = """
+SELECT (SELECT COUNT(*) FROM {table} WHERE user_id = %s AND status IN (%s, %s)),
+       (SELECT COUNT(*) FROM {table} WHERE user_id = %s AND status IN (%s, %s)
+                                       AND runtime_name = %s),
+       (SELECT COUNT(*) FROM {table} WHERE runtime_name = %s AND status = %s)
+"""
+
+
+def _launch_counts(*, user_id: int, runtime_name: str) -> dict[str, int]:
+    """One query, inside the launch's transaction: the user's active and pending
+    launches (``held``, the quota), those of this runtime (``held_here``, the share) and
+    the runtime's launches waiting in line, anyone's (``waiting``)."""
+    sql = _LAUNCH_COUNTS_SQL.format(table=Deployment._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user_id, ACTIVE, PENDING, user_id, ACTIVE, PENDING,
+                             runtime_name, runtime_name, PENDING])
+        held, held_here, waiting = cursor.fetchone()
+    return {"held": held, "held_here": held_here, "waiting": waiting}
+
+
+def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime, waiting: int) -> Deployment:
     """A running deployment on an idle slot, or a pending one when a slot is coming
-    (nobody jumps the line: with others waiting, this launch waits too)."""
-    waiting = Deployment.objects.filter(status=PENDING, runtime_name=runtime.name).count()
+    (nobody jumps the line: with ``waiting`` others in line, this launch waits too)."""
     if not waiting:
         try:
             return Deployment.objects.create(user_id=user.pk, runtime_name=runtime.name,
@@ -189,11 +213,10 @@ def _expire_waiting(*, runtime_name: str) -> int:
         ended_reason=EndedReason.NOT_SERVED)
 
 
-def _check_share(*, user_id: int, runtime: Runtime) -> None:
-    """No one user may hold more than ``max_share`` of a pool (besides the quota)."""
+def _check_share(*, held: int, runtime: Runtime) -> None:
+    """No one user may hold more than ``max_share`` of a pool (besides the quota):
+    ``held`` is how many of its containers the user holds or waits for."""
     limit = share_limit(runtime=runtime)
-    held = Deployment.objects.filter(user_id=user_id, status__in=(ACTIVE, PENDING),
-                                     runtime_name=runtime.name).count()
     if held >= limit:
         raise ShareExceeded(
             f"you already hold {held} {runtime.name} container(s), the most one user may "
@@ -201,20 +224,33 @@ def _check_share(*, user_id: int, runtime: Runtime) -> None:
             "release one first")
 
 
-# Re-entrant: a claim's commit may run a build inline (tests) whose end serves waiting
-# launches in the same thread.
-_sqlite_claims = threading.RLock()
+# Per thread: a claim's commit may run a build inline (tests) whose end serves waiting
+# launches in the same thread, which must not wait for its own turn.
+_claim_turn = threading.local()
 
 
 def _claim_serializer() -> AbstractContextManager[object]:
-    """On SQLite one writer at a time holds the database: let this process's threads
-    queue on a mutex rather than in SQLite's busy handler, whose sleeps (up to 100 ms,
-    never woken early) turn a burst of claims into a convoy."""
-    return _sqlite_claims if connection.vendor == "sqlite" else nullcontext()
+    """On SQLite one writer at a time holds the database: launches take turns on a
+    lock file first, rather than in SQLite's busy handler, whose sleeps (up to 100 ms,
+    never woken early) turn a burst of claims into a convoy. A file lock, because the
+    launches come from several web processes: the kernel wakes the next at once."""
+    return _sqlite_claim_turn() if connection.vendor == "sqlite" else nullcontext()
 
 
-def _active_count(user_id: int) -> int:
-    return Deployment.objects.filter(user_id=user_id, status__in=(ACTIVE, PENDING)).count()
+@contextmanager
+def _sqlite_claim_turn() -> Iterator[None]:
+    if getattr(_claim_turn, "held", False):
+        yield
+        return
+    # Opened per use: each thread and process gets its own lock (a descriptor shared
+    # across a fork, or between threads, would share the lock too).
+    with open(settings.DATA_DIR / "claims.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _claim_turn.held = True
+        try:
+            yield
+        finally:
+            _claim_turn.held = False  # closing the file releases the lock
 
 
 def _end_orphaned(*, user_id: int) -> int:

@@ -1,7 +1,35 @@
-"""gunicorn hooks (``--config python:paas_project.gunicorn_conf``): the command line
-keeps its flags; this only adds what flags cannot say."""
+"""gunicorn settings (``--config python:paas_project.gunicorn_conf``): the worker model
+and count, read from the environment, and a hook. Flags on the command line still win.
 
+Threads, because a request mostly waits (on the database, on a lock): ``gthread``
+workers with 8 threads each. Processes, because Python runs one thread at a time per
+process: one per core, so on the 2-core reference machine 2 (``PAAS_WEB_WORKERS``). More
+processes than cores do not claim faster (on SQLite launches write one at a time; on
+PostgreSQL the server needs the same cores) and each costs its own memory. See README
+"Web workers" for the measurements.
+"""
+
+import os
 from typing import Any
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name}={value!r}: use a whole number of at least 1")
+    return int(value)
+
+
+worker_class = "gthread"
+workers = _env_int("PAAS_WEB_WORKERS", os.cpu_count() or 2)
+threads = _env_int("PAAS_WEB_THREADS", 8)
+# Idle keep-alive connections wait in the poller, not in a thread. 2 s (gunicorn's
+# default) is shorter than a client's pause between requests under load, and a request
+# sent just as the server closes its connection fails (a reset, no answer): a burst of
+# claims over kept-alive connections saw that.
+keepalive = _env_int("PAAS_WEB_KEEPALIVE", 15)
 
 
 def child_exit(server: Any, worker: Any) -> None:

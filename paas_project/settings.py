@@ -48,11 +48,15 @@ PAAS_MAX_COMPRESSION_RATIO = env.int("PAAS_MAX_COMPRESSION_RATIO", default=100)
 PAAS_CONTAINER_DISK_MB = env.int("PAAS_CONTAINER_DISK_MB", default=256)
 PAAS_ENGINE = env.str("PAAS_ENGINE", default="docker")  # "docker" (one host) or "swarm"
 # Swarm backend: a manager's engine API, and each node's own engine API by its address
-# (``10.0.0.5=tcp://10.0.0.5:2376,…``; unlisted nodes: tcp://<addr>:2376 with the TLS
-# files ca.pem, cert.pem, key.pem of PAAS_SWARM_TLS_DIR).
+# (``10.0.0.5=tcp://10.0.0.5:2376,…``, or unix:// / ssh://; unlisted nodes:
+# tcp://<addr>:2376). tcp:// speaks TLS with the files ca.pem, cert.pem, key.pem of
+# PAAS_SWARM_TLS_DIR, or of its <addr>/ folder when a node has its own.
+# PAAS_SWARM_BUILDER: the engine that builds the runtime images (the control host's own,
+# DOCKER_HOST when empty); `pool build-images` sends them on to every pool node.
 PAAS_SWARM_MANAGER = env.str("PAAS_SWARM_MANAGER", default="unix:///var/run/docker.sock")
 PAAS_SWARM_NODES = env.dict("PAAS_SWARM_NODES", default={})
 PAAS_SWARM_TLS_DIR = env.str("PAAS_SWARM_TLS_DIR", default="")
+PAAS_SWARM_BUILDER = env.str("PAAS_SWARM_BUILDER", default="")
 PAAS_CONTENT_DIR = DATA_DIR / "content"
 # Run queued Docker work inline after commit instead of in the cluster (tests only).
 PAAS_TASKS_INLINE = env.bool("PAAS_TASKS_INLINE", default=False)
@@ -289,7 +293,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 1000
 # --- REST framework, JWT, schema ---------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # simplejwt's, joining the rows a launch reads (accounts/authentication.py).
+        "accounts.authentication.JWTWithLaunchData",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -379,7 +384,8 @@ Q_CLUSTER = {
 }
 # Redis as the task broker for installations with several worker processes or hosts
 # (the ORM broker stays the default). Redis does not re-deliver the task of a killed
-# worker: the reconcile pass retries a slot stuck in a busy state instead.
+# worker: the reconcile pass retries a slot left in a busy state past the timeout + 30 s
+# (pools.monitor.stuck_seconds).
 # (PAAS_REDIS_URL is read above, with the shared cache.)
 if PAAS_REDIS_URL:
     del Q_CLUSTER["orm"], Q_CLUSTER["broker_class"]  # Redis blocks on the list: no poll

@@ -125,6 +125,17 @@ def build_images(
     return tags
 
 
+class ImageSender(Protocol):
+    def image_send(self, tag: str, progress: Progress) -> list[str]: ...
+
+
+def images_to_nodes(engine: ImageSender, *, tags: list[str], progress: Progress = print,
+                    ) -> dict[str, list[str]]:
+    """Send the built images to every engine that runs containers and lacks them (a
+    swarm's pool nodes; nothing on one engine): tag → the nodes that received it."""
+    return {tag: engine.image_send(tag, progress) for tag in tags}
+
+
 def _prune_old_tags(engine: ImageEngine, runtime: str, *, keep: set[str],
                     progress: Progress) -> None:
     """Drop the tags of earlier sources, or every upgrade leaves an image behind."""

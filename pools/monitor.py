@@ -27,7 +27,7 @@ from pools.states import BUSY, SETTLED
 
 log = logging.getLogger(__name__)
 S = SlotStatus
-STUCK_SECONDS = 300  # a busy slot untouched this long lost its task (worker died)
+STUCK_MARGIN = 30  # seconds past the task timeout before a busy slot counts as stuck
 WATCHED_ACTIONS = {"die", "oom", "destroy"}
 CONFIRM_DELAY = 0.5  # seconds between a failed check and the second look
 
@@ -168,11 +168,20 @@ def _record_health(slot: PoolContainer, problem: str, summary: dict[str, Any]) -
     PoolContainer.objects.filter(pk=slot.pk, generation=slot.generation).update(**changes)
 
 
+def stuck_seconds() -> int:
+    """How long a busy slot may go untouched before the pass retries it. No task runs
+    longer than django-q2's timeout; past it, the task is lost: its worker was killed
+    (the ORM broker hands it out again after its retry time, Redis never does) or it
+    sat in a killed cluster's hands. A retry under a new generation is safe even when
+    the old task does turn up: it finds its generation gone and stops."""
+    return int(settings.Q_CLUSTER.get("timeout", 120)) + STUCK_MARGIN
+
+
 def _stuck(slot: PoolContainer) -> bool:
     now = timezone.now()
     if slot.retry_after:
         return slot.retry_after <= now
-    return (now - slot.status_changed_at).total_seconds() > STUCK_SECONDS
+    return (now - slot.status_changed_at).total_seconds() > stuck_seconds()
 
 
 # --- the watcher (fast path) --------------------------------------------------------
@@ -200,7 +209,8 @@ def watch(*, say: Callable[[str], None] = print, max_events: int | None = None) 
                     delay = 1.0
                     if event.action in WATCHED_ACTIONS:
                         seen += 1
-                        handle_event(event.container_id, event.action, event.labels, say)
+                        handle_event(event.container_id, event.action, event.labels, say,
+                                     trigger=event.trigger)
                         if max_events is not None and seen >= max_events:
                             return
             except EngineUnavailable as exc:
@@ -213,8 +223,9 @@ def watch(*, say: Callable[[str], None] = print, max_events: int | None = None) 
 
 
 def handle_event(container_id: str, action: str, labels: dict[str, str],
-                 say: Callable[[str], None] = print) -> bool:
-    """Queue recovery if the event is about the slot's current container."""
+                 say: Callable[[str], None] = print, *, trigger: str = "watch") -> bool:
+    """Queue recovery if the event is about the slot's current container; ``trigger``
+    records which news it was (see ``EngineEvent.trigger``)."""
     close_old_connections()
     slot_id = labels.get("paas.slot", "")
     slot = PoolContainer.objects.select_related("runtime").filter(
@@ -228,7 +239,7 @@ def handle_event(container_id: str, action: str, labels: dict[str, str],
             "the container still runs, nothing to recover")
         return False
     reason = "killed by the out-of-memory killer" if action == "oom" else f"container {action}"
-    queued = services.slot_recover(slot=slot, reason=reason, trigger="watch")
+    queued = services.slot_recover(slot=slot, reason=reason, trigger=trigger)
     if queued:
         say(f"slot {slot.pk} ({slot.runtime.name}:{slot.port}): {reason}; recovery queued")
     return queued

@@ -14,6 +14,9 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,13 +45,15 @@ class LiveStack:
 
     def __init__(self, *, instance: str, port_base: int, sizes: str,
                  extra_env: dict[str, str] | None = None, watcher: bool = True,
-                 web_workers: int = 2) -> None:
+                 web_workers: int = 2, cluster_processes: int = 1,
+                 data_dir: Path | None = None) -> None:
         self.instance = instance
-        self.data_dir = Path(tempfile.mkdtemp(prefix=f"paas-{instance}-"))
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix=f"paas-{instance}-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.watcher = watcher
         self.web_workers = web_workers
+        self.cluster_processes = cluster_processes
         self.env = {
             **_inherited_env(),
             "DJANGO_SETTINGS_MODULE": "paas_project.settings",
@@ -92,7 +97,10 @@ class LiveStack:
         self.manage("migrate", "--noinput")
         self.manage("collectstatic", "--noinput")
         self.manage("pool", "init")
-        self.start_process("worker", [sys.executable, "manage.py", "qcluster"])
+        # Several clusters (each with PAAS_Q_WORKERS workers) as on a production control
+        # host: their logs are worker.log, worker2.log, ...
+        for k in range(1, self.cluster_processes + 1):
+            self.start_cluster("worker" if k == 1 else f"worker{k}")
         if self.watcher:
             self.start_watcher()
         self.start_process("web", [
@@ -102,6 +110,9 @@ class LiveStack:
             "--workers", str(self.web_workers), "--threads", "8", "--preload",
         ])
         self.wait_http("/healthz", timeout=30)
+
+    def start_cluster(self, name: str) -> None:
+        self.start_process(name, [sys.executable, "manage.py", "qcluster"])
 
     def start_watcher(self) -> None:
         self.start_process("watch", [sys.executable, "manage.py", "pool", "watch"])
@@ -124,9 +135,13 @@ class LiveStack:
             proc.wait()
 
     def stop(self) -> None:
-        for name in ["web", "watch", "worker"]:
-            self.stop_process(name)
+        self.stop_processes()
         self.remove_containers()
+
+    def stop_processes(self) -> None:
+        """The platform stopped; its containers (and data dir) stay."""
+        for name in ["web", "watch", *sorted(n for n in self.procs if n.startswith("worker"))]:
+            self.stop_process(name)
 
     def remove_containers(self) -> None:
         ids = subprocess.run(
@@ -176,3 +191,38 @@ class LiveStack:
                 raise RuntimeError(f"{self.url}{path} did not answer; web log:\n"
                                    + self.log("web")[-3000:])
             time.sleep(0.2)
+
+
+class LiveUser:
+    """A user of a live stack, signed up and signed in through the API:
+    ``LiveUser(stack, "alice").launch("nginx")``."""
+
+    PASSWORD = "Live-user-pass-1!"
+
+    def __init__(self, stack: LiveStack, name: str, *, register: bool = True) -> None:
+        self.url = stack.url
+        self.http = requests.Session()
+        if register:
+            answer = self.http.post(f"{self.url}/api/auth/register/", timeout=30, json={
+                "username": name, "email": f"{name}@example.com", "password": self.PASSWORD})
+            assert answer.status_code == 201, answer.text
+        answer = self.http.post(f"{self.url}/api/auth/token/", timeout=30,
+                                json={"username": name, "password": self.PASSWORD})
+        assert answer.status_code == 200, answer.text
+        self.http.headers["Authorization"] = f"Bearer {answer.json()['access']}"
+
+    def api(self, method: str, path: str, status: int, **kwargs: Any) -> Any:
+        """``/api/deployments/<path>``, asserting the answer's status."""
+        answer = self.http.request(method, f"{self.url}/api/deployments/{path}",
+                                   timeout=60, **kwargs)
+        assert answer.status_code == status, (method, path, answer.text)
+        return answer.json() if answer.content else None
+
+    def launch(self, runtime: str) -> dict:
+        return dict(self.api("POST", "", 201, json={"runtime": runtime}))
+
+    def upload(self, deployment: dict, name: str, data: bytes) -> None:
+        self.api("POST", f"{deployment['id']}/files/", 201, files={"file": (name, data)})
+
+    def show(self, deployment: dict) -> dict:
+        return dict(self.api("GET", f"{deployment['id']}/", 200))

@@ -5,7 +5,9 @@
 #   deploy-test.sh scripts    bash -n + shellcheck of infrastructure/scripts/*.sh
 #   deploy-test.sh vagrant    vagrant validate of infrastructure/Vagrantfile
 #   deploy-test.sh converge   apply site.yml to a fresh Debian 12 container running systemd
-#   deploy-test.sh all        the four above (the default)
+#   deploy-test.sh nodes      the several-hosts part (certificates, a pool node's TLS and
+#                             firewall settings) on a control and a node container
+#   deploy-test.sh all        the five above (the default)
 #
 # The converge: a Debian bookworm image with systemd as PID 1 is made offline (debootstrap
 # + docker import, cached by a hash of its recipe, never pulled), run as the target with
@@ -95,6 +97,7 @@ do_vagrant() {
   VAGRANT_DOTFILE_PATH=$(mktemp -d /tmp/paas-vagrant.XXXXXX)
   export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DOTFILE_PATH
   (cd "$infra" && vagrant validate --ignore-provider)
+  (cd "$infra" && PAAS_VM_NODES=2 vagrant validate --ignore-provider)  # control + 2 nodes
   if vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt; then
     (cd "$infra" && VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate)
   fi
@@ -328,11 +331,125 @@ sys.exit(0 if up else 1)' 2>/dev/null; then scraped=up; break; fi
   log "PASS converge (first run ${converge_time}s, second run ${second_time}s)"
 }
 
+# --- several hosts: what of the nodes' part runs in containers ----------------------------
+# A control and a pool-node container (systemd, a network of their own) and a third one
+# as an outsider. `site.yml --tags paas_swarm_config` makes the CA and the certificates
+# on the control host and installs a node's TLS files, engine API address and firewall.
+# What cannot run here: a Docker engine inside the containers (no nested Docker), so
+# the engine's restart with TLS, `swarm init/join` and the node label are not converged
+# (paas_install_docker=false); the lab tests (tests/swarm) cover a TLS node API and the
+# swarm itself with real dockerds in network namespaces.
+do_nodes() {
+  ensure_venv
+  docker info >/dev/null 2>&1 || fail "no Docker engine answers (make docker)"
+  ensure_image
+  run_id=${PAAS_DEPLOYTEST_RUN_ID:-$(date +%H%M%S)$((RANDOM % 1000))}n
+  work=$repo/test-artifacts/deploy-test/$run_id
+  net=paas-deploytest-$run_id
+  mkdir -p "$work"
+  log "run $run_id (nodes): network $net, logs $work"
+  nodes_cleanup() {
+    local rc=$?
+    [ "${PAAS_DEPLOYTEST_KEEP:-0}" = 1 ] && { log "keeping the containers of $run_id"; return $rc; }
+    docker ps -aq --filter "label=paas.deploytest=$run_id" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    docker network rm "$net" >/dev/null 2>&1 || true
+    return $rc
+  }
+  trap nodes_cleanup EXIT
+  docker network create --label "paas.deploytest=$run_id" "$net" >/dev/null
+  local name
+  for name in control node1 outsider; do
+    # NET_ADMIN: the node's firewall, in the container's own network namespace.
+    docker run -d --name "$net-$name" --hostname "$name" --label "paas.deploytest=$run_id" \
+      --network "$net" --cap-add SYS_ADMIN --cap-add NET_ADMIN --tmpfs /run --tmpfs /run/lock \
+      -v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns=host "$image_tag" >/dev/null
+  done
+  control_addr=$(container_addr control); node_addr=$(container_addr node1)
+  outsider_addr=$(container_addr outsider)
+  for name in control node1; do
+    for _ in $(seq 1 60); do
+      case "$(docker exec "$net-$name" systemctl is-system-running 2>/dev/null || true)" in
+        running|degraded) break;;
+      esac
+      sleep 1
+    done
+  done
+  # The control host's group of the platform (the common role's, not converged here).
+  docker exec "$net-control" groupadd --system paas
+  local conn="ansible_connection=community.docker.docker ansible_user=root ansible_python_interpreter=/usr/bin/python3"
+  printf '[control]\ncontrol ansible_host=%s %s paas_swarm_addr=%s\n[nodes]\nnode1 ansible_host=%s %s paas_swarm_addr=%s\n' \
+    "$net-control" "$conn" "$control_addr" "$net-node1" "$conn" "$node_addr" >"$work/inventory.ini"
+  local playbook=("$venv/bin/ansible-playbook" -i "$work/inventory.ini" --tags paas_swarm_config
+                  -e paas_install_docker=false site.yml)
+  local started run recap
+  for run in 1 2; do
+    log "nodes: run $run of site.yml --tags paas_swarm_config (log $work/nodes-$run.log)"
+    started=$(clock)
+    if ! (cd "$infra" && PATH="$venv/bin:$PATH" "${playbook[@]}") >"$work/nodes-$run.log" 2>&1; then
+      tail -40 "$work/nodes-$run.log" >&2
+      fail "run $run of the playbook (nodes) failed (see $work/nodes-$run.log)"
+    fi
+    log "TIMING nodes_run_$run=$(since "$started")s"
+    if [ "$run" = 1 ]; then nodes_checks; fi
+  done
+  recap=$(grep -E '^(control|node1) +: ok=' "$work/nodes-2.log" | tr '\n' ' ')
+  log "second run: $recap"
+  if [ "$(grep -cE '^(control|node1) +: ok=.* changed=0 +unreachable=0 +failed=0' "$work/nodes-2.log")" != 2 ]; then
+    grep -E '^changed:' -B1 "$work/nodes-2.log" >&2 || true
+    fail "the second run (nodes) is not idempotent: $recap"
+  fi
+  log "CHECK nodes second run: changed=0"
+  log "PASS nodes"
+}
+
+container_addr() {
+  docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$net-$1"
+}
+
+nodes_checks() {
+  local tls=/etc/paas/swarm-tls
+  # The control host's CA signed the node's server certificate, for the node's address.
+  docker exec "$net-control" openssl verify -CAfile "$tls/ca.pem" "$tls/nodes/node1-cert.pem" >/dev/null \
+    || fail "the node's certificate does not verify against the CA"
+  docker exec "$net-control" openssl x509 -in "$tls/nodes/node1-cert.pem" -noout -ext subjectAltName \
+    | grep -q "IP Address:$node_addr" || fail "the node's certificate does not name $node_addr"
+  docker exec "$net-control" openssl verify -CAfile "$tls/ca.pem" -purpose sslclient "$tls/cert.pem" >/dev/null \
+    || fail "the platform's client certificate does not verify"
+  log "CHECK control: CA, client certificate, node1's server certificate for $node_addr"
+  # The node has its TLS files (its key 0600) and the engine API address.
+  docker exec "$net-node1" sh -c 'cd /etc/docker/paas-tls && test "$(stat -c %a server-key.pem)" = 600 &&
+    openssl verify -CAfile ca.pem server-cert.pem >/dev/null' \
+    || fail "node1's TLS files are missing or wrong"
+  docker exec "$net-node1" grep -q "tcp://$node_addr:2376" /etc/default/docker \
+    || fail "node1's engine API address is not set"
+  log "CHECK node1: TLS files, engine API on tcp://$node_addr:2376"
+  # The firewall: a listener on the API port answers the control host, not an outsider
+  # on the same network. Pool ports are ruled in DOCKER-USER, where DNATed traffic
+  # passes; with no engine here, only the rule is read.
+  [ "$(docker exec "$net-node1" systemctl is-active paas-node-firewall)" = active ] \
+    || fail "paas-node-firewall is not active on node1"
+  docker exec -d "$net-node1" python3 -m http.server 2376
+  sleep 1
+  local probe="import urllib.request
+try:
+    urllib.request.urlopen('http://$node_addr:2376/', timeout=3); print('open')
+except Exception as exc:
+    print('closed', exc)"
+  docker exec "$net-control" python3 -c "$probe" | grep -q '^open' \
+    || fail "the control host cannot reach node1's API port"
+  docker exec "$net-outsider" python3 -c "$probe" | grep -q '^closed' \
+    || fail "an outsider ($outsider_addr) reaches node1's API port"
+  docker exec "$net-node1" iptables -S PAAS-NODE-POOL | grep -q -- "! -s $control_addr/32 .*-j DROP" \
+    || fail "node1 has no pool-port rule for the control host"
+  log "CHECK node1 firewall: API port open to the control host, closed to an outsider; pool ports ruled"
+}
+
 case "${1:-all}" in
   lint) do_lint;;
   scripts) do_scripts;;
   vagrant) do_vagrant;;
   converge) do_converge;;
-  all) do_lint; do_scripts; do_vagrant; do_converge;;
-  *) echo "usage: $0 [lint|scripts|vagrant|converge|all]" >&2; exit 2;;
+  nodes) do_nodes;;
+  all) do_lint; do_scripts; do_vagrant; do_converge; do_nodes;;
+  *) echo "usage: $0 [lint|scripts|vagrant|converge|nodes|all]" >&2; exit 2;;
 esac

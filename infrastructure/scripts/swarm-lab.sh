@@ -8,7 +8,10 @@
 #   swarm-lab.sh down LAB          remove everything the lab made
 #
 # Each node is a dockerd in its own network namespace with a veth into a bridge of the lab,
-# its own data root, exec root, pid file and unix socket. Every name derives from the lab id
+# its own data root, exec root, pid file and unix socket, and its engine API on
+# tcp://<addr>:2376 over TLS (a CA, a server certificate per node and the platform's
+# client certificate, all made by `up` with openssl, as the playbook makes them); the
+# platform's env names the TLS URLs, the unix sockets are for the lab's own use. Every name derives from the lab id
 # (PAAS_LAB_ID, default random), so two runs never collide. Never a second dockerd in the
 # host's own network namespace: that one deletes the host's docker0.
 set -euo pipefail
@@ -68,6 +71,8 @@ cmd_up() {
   trap '[ -n "$UP_DONE" ] || { say "up failed: removing lab $LAB"; cmd_down "$LAB" >&2 || true; }' EXIT
   make_bridge
   local n
+  make_ca
+  for n in $(seq 1 "$count"); do make_node_cert "$n"; done
   for n in $(seq 1 "$count"); do start_node "$n" & done
   wait_all
   for n in $(seq 1 "$count"); do wait_node "$n"; done
@@ -96,6 +101,31 @@ make_bridge() {
   iptables -I FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
 }
 
+# --- TLS: the node API admits only holders of a client certificate of the lab's CA -------
+ossl() { openssl "$@" 2>>"$STATE/openssl.log"; }
+make_ca() {
+  local tls=$STATE/tls
+  mkdir -p "$tls"
+  ossl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 2 \
+      -subj "/CN=paas swarm lab $LAB CA" -keyout "$tls/ca-key.pem" -out "$tls/ca.pem"
+  sign "$tls" client "/CN=paas platform" "extendedKeyUsage=clientAuth"
+  mv "$tls/client-cert.pem" "$tls/cert.pem"; mv "$tls/client-key.pem" "$tls/key.pem"
+}
+make_node_cert() {
+  node_names "$LAB" "$1"
+  sign "$STATE/tls" "$NODE" "/CN=$ADDR" \
+      "subjectAltName=IP:$ADDR"$'\n'"extendedKeyUsage=serverAuth"
+}
+sign() {  # sign DIR NAME SUBJECT EXTENSIONS: DIR/NAME-key.pem, DIR/NAME-cert.pem
+  local dir=$1 name=$2
+  ossl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj "$3" \
+      -keyout "$dir/$name-key.pem" -out "$dir/$name.csr"
+  ossl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
+      -CAserial "$dir/ca.srl" -CAcreateserial -days 2 -out "$dir/$name-cert.pem" \
+      -extfile <(printf '%s\n' "$4")
+  rm -f "$dir/$name.csr"
+}
+
 start_node() {
   node_names "$LAB" "$1"
   ip netns add "$NS"
@@ -118,6 +148,8 @@ launch_dockerd() {  # the node's engine, inside its namespace (node_names set)
   DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 \
     ip netns exec "$NS" sh -c "$(cgroup_mounts) && exec dockerd \
       --data-root '$DATA' --exec-root '$EXEC' --pidfile '$PIDFILE' -H 'unix://$SOCK' \
+      -H 'tcp://$ADDR:2376' --tlsverify --tlscacert '$STATE/tls/ca.pem' \
+      --tlscert '$STATE/tls/$NODE-cert.pem' --tlskey '$STATE/tls/$NODE-key.pem' \
       --cgroup-parent 'pl-$LAB-$NODE' --icc=false --no-new-privileges \
       --iptables=true --userland-proxy=false" >>"$STATE/$NODE.log" 2>&1 &
   echo $! >"$STATE/$NODE.launcher"
@@ -182,16 +214,19 @@ cmd_env() {
   [ -f "$STATE/env" ] || die "no lab $LAB"
   # shellcheck disable=SC1091
   . "$STATE/env"
-  local n nodes="" addrs=""
+  local n nodes="" sockets="" addrs=""
   for n in $(seq 1 "${NODES:?}"); do
     node_names "$LAB" "$n"
-    nodes="$nodes${nodes:+,}$ADDR=unix://$SOCK"
+    nodes="$nodes${nodes:+,}$ADDR=tcp://$ADDR:2376"
+    sockets="$sockets${sockets:+,}$ADDR=unix://$SOCK"
     addrs="$addrs${addrs:+,}$ADDR"
   done
   node_names "$LAB" 1
   echo "PAAS_SWARM_LAB=$LAB"
   echo "PAAS_SWARM_MANAGER=unix://$SOCK"
   echo "PAAS_SWARM_NODES=$nodes"
+  echo "PAAS_SWARM_TLS_DIR=$STATE/tls"
+  echo "PAAS_SWARM_NODE_SOCKETS=$sockets"
   echo "PAAS_SWARM_NODE_ADDRS=$addrs"
 }
 

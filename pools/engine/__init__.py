@@ -54,7 +54,8 @@ def _make_engine(kind: str) -> Engine:
 
         return SwarmEngine(manager_url=settings.PAAS_SWARM_MANAGER,
                            node_urls=settings.PAAS_SWARM_NODES,
-                           tls_dir=settings.PAAS_SWARM_TLS_DIR)
+                           tls_dir=settings.PAAS_SWARM_TLS_DIR,
+                           builder_url=settings.PAAS_SWARM_BUILDER)
     raise ImproperlyConfigured(f"PAAS_ENGINE must be 'docker' or 'swarm', not {kind!r}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,8 +39,10 @@ class DockerEngine:
 
         self._errors = errors
         try:
-            if base_url:
-                self._client = docker.DockerClient(base_url=base_url, tls=tls or False,
+            if tls:
+                self._client = _tls_client(base_url, tls, timeout)
+            elif base_url:
+                self._client = docker.DockerClient(base_url=base_url, tls=False,
                                                    timeout=timeout)
             else:
                 self._client = docker.from_env(timeout=timeout)
@@ -152,11 +155,15 @@ class DockerEngine:
         image's layers, so it cannot reach a tmpfs mount or a read-only root
         (moby#22020): `tar -x` inside, fed on stdin."""
         self._require(container_id)
-        untar = ["tar", "-x", "-f", "-", "-C", path]
-        if replace:  # the path is an argument of the script, never part of it
-            untar = ["sh", "-c", 'find "$1" -mindepth 1 -delete && exec tar -x -f - -C "$1"',
-                     "sh", path]
-        code, output = self._exec_stdin(container_id, untar, data, user=CONTENT_USER)
+        # `head -c` ends tar's stdin after the archive's length: a TLS connection (a
+        # swarm node's API) cannot be half-closed from Python, whose ssl shutdown drops
+        # the TLS layer before the answer is read. The path is an argument of the
+        # script, never part of it.
+        unpack = f'head -c {len(data)} | tar -x -f - -C "$1"'
+        if replace:
+            unpack = f'find "$1" -mindepth 1 -delete && {unpack}'
+        code, output = self._exec_stdin(container_id, ["sh", "-c", unpack, "sh", path], data,
+                                        user=CONTENT_USER)
         if code != 0:
             raise EngineError(f"unpacking the files into {path} failed: {output.strip()[-500:]}")
 
@@ -168,11 +175,13 @@ class DockerEngine:
         api = self._client.api
         exec_id = self._call(api.exec_create, container_id, cmd, stdin=True, user=user)["Id"]
         stream = self._call(api.exec_start, exec_id, socket=True)
-        connection = stream._sock  # the hijacked connection under the SDK's wrapper
+        # The hijacked connection: under the SDK's wrapper (unix), or a TLS socket.
+        connection = getattr(stream, "_sock", stream)
         try:
             connection.settimeout(EXEC_STDIN_TIMEOUT)
             connection.sendall(data)
-            connection.shutdown(socket.SHUT_WR)  # end of stdin: tar finishes
+            if not isinstance(connection, ssl.SSLSocket):
+                connection.shutdown(socket.SHUT_WR)  # end of stdin, where a socket can
             output = b"".join(data for _stream, data in frames_iter(stream, tty=False))
         except OSError as exc:
             raise EngineError(f"exec in {container_id[:12]} failed: {exc}") from exc
@@ -294,6 +303,61 @@ class DockerEngine:
         """Remove one tag; an image a container still uses keeps its layers."""
         with contextlib.suppress(EngineError):
             self._call(self._client.images.remove, tag, noprune=False)
+
+    def volumes_of(self, container_id: str) -> list[str]:
+        """The names of the volumes mounted in the container (none when it is gone)."""
+        container = self._get(container_id)
+        mounts = container.attrs.get("Mounts", []) if container is not None else []
+        return [str(m["Name"]) for m in mounts if m.get("Type") == "volume" and m.get("Name")]
+
+    def volumes_remove(self, names: list[str]) -> bool:
+        """Remove these volumes; True once none of them is left (False: still in use)."""
+        done = True
+        for name in names:
+            try:
+                self._call(self._client.api.remove_volume, name)
+            except EngineError as exc:
+                if getattr(exc.__cause__, "status_code", None) != 404:
+                    done = False  # in use still: the caller tries again
+        return done
+
+    def volumes_prune(self, instance: str) -> None:
+        """Remove the unused volumes labelled with ``instance`` (a swarm task's tmpfs),
+        one by one: the engine's prune skips those the swarm agent still counts as
+        referenced after their container is gone."""
+        unused = self._call(self._client.volumes.list, filters={
+            "label": [f"{LABEL_INSTANCE}={instance}"], "dangling": True})
+        for volume in unused:
+            with contextlib.suppress(EngineError):  # taken again meanwhile, or gone
+                self._call(volume.remove)
+
+    def image_send(self, tag: str, progress: Callable[[str], None]) -> list[str]:
+        return []  # one engine: the image is already where its containers run
+
+    def save_image(self, tag: str) -> Iterator[bytes]:
+        """``docker save`` of one image, as a stream of tar chunks."""
+        return iter(self._call(self._client.api.get_image, tag))
+
+    def load_image(self, chunks: Iterator[bytes]) -> None:
+        """``docker load`` of a tar stream (sent chunked, never held whole)."""
+        self._call(self._client.api.load_image, chunks, quiet=True)
+
+
+# The API the swarm backend needs, and Debian 12's engine speaks (20.10): a TLS client
+# is pinned to it, as asking the engine first would verify against the wrong CA.
+TLS_API_VERSION = "1.41"
+
+
+def _tls_client(base_url: str, tls: Any, timeout: int) -> Any:
+    """A client of an engine API over TLS that verifies with *our* CA: requests lets
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's CA (psf/requests#3829,
+    docker/docker-py#2433), so the session must not read the environment."""
+    import docker
+
+    client = docker.DockerClient(base_url=base_url, tls=tls, timeout=timeout,
+                                 version=TLS_API_VERSION)
+    client.api.trust_env = False
+    return client
 
 
 def sdk_import() -> None:

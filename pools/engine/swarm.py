@@ -12,15 +12,24 @@ user's files pushed into it). A task whose node is down or drained counts as dea
 
 Swarm's manager cannot reach into a container on another node, so exec, archive push,
 logs and signals go to the node's own engine API: one ``DockerEngine`` client per node,
-``PAAS_SWARM_NODES`` (``<addr>=<url>,…``) or ``tcp://<addr>:2376`` with the TLS files of
-``PAAS_SWARM_TLS_DIR``. Docker has no task events, so ``events`` polls task state.
+``PAAS_SWARM_NODES`` (``<addr>=<url>,…``) or ``tcp://<addr>:2376``. A ``tcp://`` client
+speaks TLS with the files ``ca.pem``, ``cert.pem``, ``key.pem`` of ``PAAS_SWARM_TLS_DIR``
+(or of its ``<addr>/`` folder, when a node has its own), verifying the node's certificate.
+
+Docker has no task events, so ``events`` polls task state, and follows each node's own
+container events (a thread per node) so that a container dying on a node is noticed at
+once. Images are built on the control host's engine (``PAAS_SWARM_BUILDER``) and sent
+to every pool node that lacks them (``image_send``: save from one, load into the other;
+no registry).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +58,14 @@ class SwarmEngine:
     containers themselves."""
 
     def __init__(self, *, manager_url: str, node_urls: dict[str, str] | None = None,
-                 tls_dir: str = "", start_timeout: float = 60.0,
+                 tls_dir: str = "", builder_url: str = "", start_timeout: float = 60.0,
                  poll_interval: float = 1.0) -> None:
         self._manager = DockerEngine(base_url=manager_url)
         self._client = self._manager._client
         self._node_urls = dict(node_urls or {})
         self._tls_dir = tls_dir
+        self._builder_url = builder_url
+        self._builder: DockerEngine | None = None
         self._node_engines: dict[str, DockerEngine] = {}
         self._lock = threading.Lock()
         self.start_timeout = start_timeout
@@ -86,16 +97,21 @@ class SwarmEngine:
             engine = self._node_engines.get(addr)
             if engine is None:
                 url = self._node_urls.get(addr) or f"tcp://{addr}:2376"
-                engine = DockerEngine(timeout=30, base_url=url, tls=self._tls())
+                tls = self._tls(addr) if url.startswith(("tcp://", "https://")) else None
+                engine = DockerEngine(timeout=30, base_url=url, tls=tls)
                 self._node_engines[addr] = engine
             return engine
 
-    def _tls(self) -> Any:
+    def _tls(self, addr: str) -> Any:
+        """The client side of a node's TLS API: our client certificate, and the CA that
+        signed the node's server certificate (whose name or IP must be ``addr``)."""
         if not self._tls_dir:
             return None
         from docker.tls import TLSConfig
 
         folder = Path(self._tls_dir)
+        if (folder / addr / "cert.pem").is_file():
+            folder = folder / addr  # this node has files of its own
         return TLSConfig(client_cert=(str(folder / "cert.pem"), str(folder / "key.pem")),
                          ca_cert=str(folder / "ca.pem"), verify=True)
 
@@ -131,16 +147,30 @@ class SwarmEngine:
     def remove(self, container_id: str) -> None:
         """Remove the service and wait (bounded) until its task's container is gone, so
         its host port is free again for the slot's next service."""
-        leftovers = self._live_containers(container_id)
+        leftovers = [(engine, container, engine.volumes_of(container))
+                     for engine, container in self._live_containers(container_id)]
+        instance = self._instance_of(container_id)
         try:
             self._call(self._client.api.remove_service, container_id)
         except EngineError as exc:
             if getattr(exc.__cause__, "status_code", None) != 404:
                 raise
         deadline = time.monotonic() + 20
-        for engine, container in leftovers:
+        for engine, container, volumes in leftovers:
             while time.monotonic() < deadline and engine.inspect(container) is not None:
                 time.sleep(0.2)
+            # Its tmpfs volumes (Swarm leaves them), once the agent lets go of them.
+            while not engine.volumes_remove(volumes) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if instance:  # and any an earlier removal had to leave behind
+                engine.volumes_prune(instance)
+
+    def _instance_of(self, service_id: str) -> str:
+        try:
+            raw = self._call(self._client.api.inspect_service, service_id)
+        except EngineError:
+            return ""
+        return str((raw["Spec"].get("Labels") or {}).get(LABEL_INSTANCE, ""))
 
     def _live_containers(self, service_id: str) -> list[tuple[DockerEngine, str]]:
         """The service's task containers on nodes that are up (a down node's container
@@ -218,54 +248,106 @@ class SwarmEngine:
         return engine.network_rx_bytes(container)
 
     def events(self, instance: str) -> Iterator[EngineEvent]:
-        """Docker has no task events: poll task state and report a slot's service that
-        stopped running (its container died, its node went down or was drained) as
-        ``die``, and one that disappeared as ``destroy``."""
+        """Both kinds of news, merged: each ready node's container events (a thread per
+        node, ``trigger`` "watch-node"), and the manager's task state, polled (Docker has
+        no task events): a slot's service that stopped running (its node went down or
+        was drained) is reported as ``die``, one that disappeared as ``destroy``."""
+        news: queue.Queue[EngineEvent] = queue.Queue()
+        followed: set[str] = set()
+        stop = threading.Event()
         last: dict[str, ContainerInfo] = {}
-        while True:
-            now = {info.id: info for info in self.list_managed(instance)}
-            for service_id, before in last.items():
-                after = now.get(service_id)
-                if not before.running:
-                    continue  # reported already, or never ran
-                if after is None:
-                    yield EngineEvent("destroy", service_id, before.labels)
-                elif not after.running:
-                    yield EngineEvent("die", service_id, after.labels)
-            last = now
-            time.sleep(self.poll_interval)
+        try:
+            while True:
+                self._follow_nodes(instance, news, followed, stop)
+                now = {info.id: info for info in self.list_managed(instance)}
+                yield from _task_changes(last, now)
+                last = now
+                deadline = time.monotonic() + self.poll_interval
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        yield news.get(timeout=left)
+                    except queue.Empty:
+                        break
+        finally:
+            stop.set()  # the node threads end at their next event or broken stream
 
-    # -- images: every pool node needs them (loaded by the playbook or the lab script) ---
-    def _ready_node_engines(self) -> list[DockerEngine]:
-        return [self.node_engine(n.addr) for n in self.nodes().values() if n.ready]
+    def _follow_nodes(self, instance: str, news: queue.Queue[EngineEvent],
+                      followed: set[str], stop: threading.Event) -> None:
+        """A thread per ready node not followed yet (again after its stream broke)."""
+        for node in self.nodes().values():
+            with self._lock:
+                if not node.ready or node.addr in followed:
+                    continue
+                followed.add(node.addr)
+            threading.Thread(target=self._follow_node, daemon=True,
+                             name=f"paas-events-{node.addr}",
+                             args=(node.addr, instance, news, followed, stop)).start()
+
+    def _follow_node(self, addr: str, instance: str, news: queue.Queue[EngineEvent],
+                     followed: set[str], stop: threading.Event) -> None:
+        """One node's container events, as events of the slots' services (a swarm task's
+        container carries its service's id in a label)."""
+        try:
+            for event in self.node_engine(addr).events(instance):
+                if stop.is_set():
+                    return
+                service_id = event.labels.get("com.docker.swarm.service.id", "")
+                if service_id:
+                    news.put(EngineEvent(event.action, service_id, event.labels,
+                                         trigger="watch-node"))
+        except EngineError:
+            pass  # the node is down or unreachable: the task poll covers it meanwhile
+        finally:
+            with self._lock:
+                followed.discard(addr)
+
+    # -- images: built on the control host's engine, sent to every pool node ----------
+    def builder(self) -> DockerEngine:
+        """The engine that builds the runtime images: the control host's own."""
+        with self._lock:
+            if self._builder is None:
+                self._builder = DockerEngine(base_url=self._builder_url)
+            return self._builder
+
+    def image_send(self, tag: str, progress: Callable[[str], None]) -> list[str]:
+        """Load ``tag`` into every ready node that lacks it, straight from the builder's
+        ``docker save`` stream (no registry, no file); returns the nodes' addresses."""
+        lacking = [n.addr for n in self.nodes().values()
+                   if n.ready and not self.node_engine(n.addr).image_exists(tag)]
+
+        def send(addr: str) -> None:
+            progress(f"{tag}: sending to node {addr} …")
+            started = time.monotonic()
+            self.node_engine(addr).load_image(self.builder().save_image(tag))
+            progress(f"{tag}: on node {addr} in {time.monotonic() - started:.0f} s")
+
+        with ThreadPoolExecutor(max_workers=4) as pool:  # nodes load at the same time
+            list(pool.map(send, lacking))
+        return lacking
 
     def image_exists(self, tag: str) -> bool:
-        return all(engine.image_exists(tag) for engine in self._ready_node_engines())
+        return self.builder().image_exists(tag)
 
     def image_tags(self, repository: str) -> list[str]:
-        return self._manager.image_tags(repository)
+        return self.builder().image_tags(repository)
 
     def pull_image(self, ref: str, tag: str) -> bool:
-        return False
+        return self.builder().pull_image(ref, tag)
 
     def import_image(self, tar_path: Path, tag: str) -> None:
-        raise EngineError(_BUILD_ELSEWHERE)
+        self.builder().import_image(tar_path, tag)
 
     def build_image(self, context_dir: Path, tag: str, buildargs: dict[str, str],
                     progress: Callable[[str], None]) -> None:
-        raise EngineError(_BUILD_ELSEWHERE)
+        self.builder().build_image(context_dir, tag, buildargs, progress)
 
     def tag_image(self, source: str, tag: str) -> None:
-        raise EngineError(_BUILD_ELSEWHERE)
+        self.builder().tag_image(source, tag)
 
     def untag_image(self, tag: str) -> None:
-        return None  # old tags on the nodes are the playbook's to prune
+        self.builder().untag_image(tag)  # old tags on the nodes are the playbook's to prune
 
 
-_BUILD_ELSEWHERE = (
-    "on a swarm, build the runtime images on the control host (PAAS_ENGINE=docker "
-    "python manage.py pool build-images) and load them into every node"
-)
 _NOWHERE = Node(id="", addr="", ready=False, active=False)
 
 
@@ -278,17 +360,38 @@ def _node(raw: dict[str, Any]) -> Node:
                 active=raw.get("Spec", {}).get("Availability") == "active")
 
 
+def _task_changes(last: dict[str, ContainerInfo],
+                  now: dict[str, ContainerInfo]) -> Iterator[EngineEvent]:
+    for service_id, before in last.items():
+        after = now.get(service_id)
+        if not before.running:
+            continue  # reported already, or never ran
+        if after is None:
+            yield EngineEvent("destroy", service_id, before.labels)
+        elif not after.running:
+            yield EngineEvent("die", service_id, after.labels)
+
+
 def _service_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     """The slot's service: the hardening of ``local._run_kwargs`` in Swarm's terms. Swarm
     cannot bind a published port to one address (a firewall admits only the control
     host), nor ask for no-new-privileges before API 1.44 (pool nodes' engines run with
-    --no-new-privileges), nor limit swap (pool nodes run without). Nor can it give a
-    tmpfs mount an owner before API 1.46 (and Debian's 20.10 engine ignores a swarm
-    tmpfs's mode: root's 0755), so ``spec.read_only``/``spec.tmpfs`` (the bounded
-    writable space) are not applied: the root stays writable, as the content root must
-    belong to uid 1000; bound the nodes' disk per container instead (dockerd
-    --storage-opt overlay2.size on xfs with pquota)."""
-    from docker.types import EndpointSpec, Resources, RestartPolicy, ServiceMode
+    --no-new-privileges), nor limit swap (pool nodes run without).
+
+    The bounded writable space (a read-only root, ``spec.tmpfs``) is kept, but not with
+    Swarm's tmpfs mounts: they cannot have an owner before API 1.46, and Debian's 20.10
+    engine ignores their mode (root's 0755), so uid 1000 could not write its content
+    root. Each is an anonymous volume of the local driver of type tmpfs instead, whose
+    mount options (size, mode, uid) the kernel applies as given; labelled with our
+    instance so that ``remove`` prunes them (Swarm leaves a task's volumes behind)."""
+    from docker.types import (
+        DriverConfig,
+        EndpointSpec,
+        Mount,
+        Resources,
+        RestartPolicy,
+        ServiceMode,
+    )
 
     resources = Resources(cpu_limit=int(spec.cpus * 1e9), mem_limit=spec.mem_limit_mb << 20)
     resources["Limits"]["Pids"] = spec.pids_limit
@@ -307,6 +410,14 @@ def _service_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "log_driver": "json-file",
         "log_driver_options": {"max-size": "1m", "max-file": "2"},
         "restart_policy": RestartPolicy(condition="none"),  # the platform recovers
+        "read_only": spec.read_only,
+        "mounts": [
+            Mount(target=path, source=None, type="volume",
+                  labels={LABEL_INSTANCE: spec.labels.get(LABEL_INSTANCE, "")},
+                  driver_config=DriverConfig("local", {"type": "tmpfs", "device": "tmpfs",
+                                                       "o": options}))
+            for path, options in spec.tmpfs.items()
+        ],
     }
 
 

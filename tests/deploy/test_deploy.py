@@ -73,3 +73,22 @@ def test_playbook_converges_on_fresh_debian_and_is_idempotent() -> None:
     assert second and re.search(r"\bchanged=0\b.*\bfailed=0\b", second.group(1)), output
     timings = dict(re.findall(r"TIMING (\w+)=([\d.]+)s", output))
     print("deploy-test timings (s):", timings)
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI")
+@pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap of the target image needs root")
+def test_several_hosts_certificates_and_node_settings_converge_idempotently() -> None:
+    """The control/nodes part of site.yml on a control and a node container: the CA and
+    certificates, the node's TLS files, engine API address and firewall (which admits
+    the control host and refuses an outsider), then a second run with changed=0."""
+    output = run_step("nodes", timeout=1800)
+    for check in (
+        "CHECK control: CA, client certificate, node1's server certificate",
+        "CHECK node1: TLS files, engine API on tcp://",
+        "CHECK node1 firewall: API port open to the control host, closed to an outsider",
+        "CHECK nodes second run: changed=0",
+        "PASS nodes",
+    ):
+        assert f"[deploy-test] {check}" in output, f"missing '{check}' in:\n{output}"
+    timings = dict(re.findall(r"TIMING (\w+)=([\d.]+)s", output))
+    print("deploy-test nodes timings (s):", timings)

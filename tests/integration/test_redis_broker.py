@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,37 +17,16 @@ import requests
 from django.conf import settings
 
 from pools.engine import DockerEngine
-from tests.live import LiveStack, free_port
+from tests.live import LiveStack, LiveUser
+from tests.redisserver import redis_cli, throwaway_redis
 
 pytestmark = [pytest.mark.integration]
-PASSWORD = "Redis-brokered-1!"
 
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("redis-server is missing: apt-get install -y redis-server")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="paas-redis-")
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", workdir],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while redis_cli(port, "ping") != "PONG":
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def redis_cli(port: int, *args: str) -> str:
-    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
-                           text=True).stdout.strip()
+    with throwaway_redis() as url:
+        yield url
 
 
 def slot_statuses(stack: LiveStack) -> list[str]:
@@ -68,16 +44,9 @@ def test_release_is_recycled_through_the_redis_broker(
     with LiveStack(instance=settings.PAAS_INSTANCE + "-redis",
                    port_base=settings.LIVE_PORT_BASE, sizes="nginx=1,apache=0,python=0,node=0",
                    extra_env={"PAAS_REDIS_URL": redis_url}, watcher=False) as stack:
-        http = requests.Session()
-        http.post(f"{stack.url}/api/auth/register/", timeout=10, json={
-            "username": "rita", "email": "rita@example.com", "password": PASSWORD})
-        token = http.post(f"{stack.url}/api/auth/token/", timeout=10, json={
-            "username": "rita", "password": PASSWORD}).json()["access"]
-        http.headers["Authorization"] = f"Bearer {token}"
-        deployment = http.post(f"{stack.url}/api/deployments/", json={"runtime": "nginx"},
-                               timeout=10).json()
-        answer = http.delete(f"{stack.url}/api/deployments/{deployment['id']}/", timeout=10)
-        assert answer.status_code == 204, answer.text
+        rita = LiveUser(stack, "rita")
+        deployment = rita.launch("nginx")
+        rita.api("DELETE", f"{deployment['id']}/", 204)
         deadline = time.monotonic() + 60
         while slot_statuses(stack) != ["idle"]:
             assert time.monotonic() < deadline, (slot_statuses(stack), stack.log("worker")[-2000:])
@@ -110,13 +79,14 @@ def stack_database() -> Iterator[dict[str, str]]:
 @pytest.mark.vendor
 def test_twelve_users_racing_four_web_workers_for_two_slots_make_two_winners(
         docker_engine: DockerEngine, redis_url: str, stack_database: dict[str, str]) -> None:
-    """Several gunicorn workers and the cluster on Redis (and PostgreSQL on that stage):
-    a claim is still exactly-once across processes."""
+    """The production topology on one control host: four gunicorn workers, two
+    django-q2 clusters on Redis and the watcher (and PostgreSQL on that stage of make
+    test): a claim is still exactly-once across processes."""
     with LiveStack(instance=settings.PAAS_INSTANCE + "-race",
                    port_base=settings.LIVE_PORT_BASE, sizes="nginx=2,apache=0,python=0,node=0",
                    extra_env={"PAAS_REDIS_URL": redis_url, **stack_database},
-                   watcher=False, web_workers=4) as stack:
-        sessions = [signed_in(stack, f"racer{i}") for i in range(12)]
+                   web_workers=4, cluster_processes=2) as stack:
+        sessions = [LiveUser(stack, f"racer{i}").http for i in range(12)]
         barrier = threading.Barrier(len(sessions))
 
         def launch(http: requests.Session) -> tuple[int, str]:
@@ -130,17 +100,6 @@ def test_twelve_users_racing_four_web_workers_for_two_slots_make_two_winners(
         assert sorted(results).count((201, "")) == 2, results
         assert sorted(results)[2:] == [(503, "pool_exhausted")] * 10, results
         assert pool_counts(stack)["nginx"]["assigned"] == 2
-
-
-def signed_in(stack: LiveStack, name: str) -> requests.Session:
-    http = requests.Session()
-    answer = http.post(f"{stack.url}/api/auth/register/", timeout=30, json={
-        "username": name, "email": f"{name}@example.com", "password": PASSWORD})
-    assert answer.status_code == 201, answer.text
-    token = http.post(f"{stack.url}/api/auth/token/", timeout=30, json={
-        "username": name, "password": PASSWORD}).json()["access"]
-    http.headers["Authorization"] = f"Bearer {token}"
-    return http
 
 
 def pool_counts(stack: LiveStack) -> dict[str, dict]:

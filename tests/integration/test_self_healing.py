@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from django.conf import settings
 from django.utils import timezone
 
@@ -35,12 +34,11 @@ from pools.engine import DockerEngine
 from pools.imagebuild import image_tag
 from pools.models import PoolContainer, Runtime, SlotStatus
 from tests.integration.conftest import http_get, remove_instance_containers
-from tests.live import LiveStack
+from tests.live import LiveStack, LiveUser
 
 pytestmark = [pytest.mark.integration]
 S = SlotStatus
 HEAL_INSTANCE = settings.PAAS_INSTANCE + "-heal"
-PASSWORD = "Heal-me-2-quickly!"
 BUILD_PATTERN = "docker build|debootstrap|ansible-playbook|buildkit"
 APP_PY = b"""\
 import os
@@ -124,39 +122,9 @@ def time_until_serving(port: int, marker: str, started: float, timeout: float) -
     return time.monotonic() - started
 
 
-# --- a user of the live stack -----------------------------------------------------
-class User:
-    def __init__(self, stack: LiveStack, name: str) -> None:
-        self.url = stack.url
-        self.http = requests.Session()
-        answer = self.http.post(f"{self.url}/api/auth/register/", timeout=10, json={
-            "username": name, "email": f"{name}@example.com", "password": PASSWORD})
-        assert answer.status_code == 201, answer.text
-        answer = self.http.post(f"{self.url}/api/auth/token/", timeout=10,
-                                json={"username": name, "password": PASSWORD})
-        assert answer.status_code == 200, answer.text
-        self.http.headers["Authorization"] = f"Bearer {answer.json()['access']}"
-
-    def launch(self, runtime: str) -> dict:
-        answer = self.http.post(f"{self.url}/api/deployments/", json={"runtime": runtime},
-                                timeout=10)
-        assert answer.status_code == 201, answer.text
-        return dict(answer.json())
-
-    def upload(self, deployment: dict, name: str, data: bytes) -> None:
-        answer = self.http.post(f"{self.url}/api/deployments/{deployment['id']}/files/",
-                                files={"file": (name, data)}, timeout=30)
-        assert answer.status_code == 201, answer.text
-
-    def show(self, deployment: dict) -> dict:
-        answer = self.http.get(f"{self.url}/api/deployments/{deployment['id']}/", timeout=10)
-        assert answer.status_code == 200, answer.text
-        return dict(answer.json())
-
-
-def launch_site(stack: LiveStack, name: str) -> tuple[User, dict, str]:
+def launch_site(stack: LiveStack, name: str) -> tuple[LiveUser, dict, str]:
     """A user with an nginx deployment serving their own index.html."""
-    user = User(stack, name)
+    user = LiveUser(stack, name)
     deployment = user.launch("nginx")
     marker = f"{name}'s own page"
     user.upload(deployment, "index.html", f"<h1>{marker}</h1>".encode())
@@ -164,7 +132,7 @@ def launch_site(stack: LiveStack, name: str) -> tuple[User, dict, str]:
     return user, deployment, marker
 
 
-def assert_recovered(user: User, deployment: dict) -> None:
+def assert_recovered(user: LiveUser, deployment: dict) -> None:
     """What the user sees on their deployment: running, and when it was recovered."""
     def recovered() -> dict | None:
         shown = user.show(deployment)
@@ -245,7 +213,7 @@ def test_killed_container_comes_back_by_the_reconcile_pass(watcher: LiveStack) -
 
 def test_removed_app_container_comes_back_with_the_app(watcher: LiveStack,
                                                        docker_engine: DockerEngine) -> None:
-    user = User(watcher, "paula")
+    user = LiveUser(watcher, "paula")
     deployment = user.launch("python")
     port = deployment["port"]
     user.upload(deployment, "app.py", APP_PY)
@@ -287,7 +255,7 @@ def test_worker_killed_mid_recovery_task_runs_again(watcher: LiveStack) -> None:
     finally:
         stack.stop_process("worker", signal.SIGKILL)  # gone already, unless we failed
         stack.env["PAAS_FAULT_REBUILD_PAUSE"] = "0"
-        stack.start_process("worker", [sys.executable, "manage.py", "qcluster"])
+        stack.start_cluster("worker")
 
     # django-q2 hands the task out again once its lock (PAAS_Q_RETRY = 25 s) expires.
     seconds = time_until_serving(port, marker, killed_at, timeout=60)
@@ -295,7 +263,7 @@ def test_worker_killed_mid_recovery_task_runs_again(watcher: LiveStack) -> None:
           "(Q retry 25 s)")
     after = slot_at(stack, port)
     # Same generation: the re-delivered task finished the job (a retry by the reconcile
-    # pass would have bumped the generation, and only after STUCK_SECONDS).
+    # pass would have bumped the generation, and only after stuck_seconds(): 50 s here).
     assert after["status"] == S.ASSIGNED and after["generation"] == new_generation
     assert slot_containers(HEAL_INSTANCE, after["id"]) == [after["container_id"]]
     assert container_running(after["container_id"])

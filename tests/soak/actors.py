@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -362,6 +363,26 @@ class FaultActor(Actor):
         done = docker("rm", "-f", target) if fault == "rm" else docker("kill", target)
         with self.tally.lock:
             self.tally.faults[fault] += done.returncode == 0
+
+
+class ClusterKillActor(Actor):
+    """Kills one of the stack's django-q2 clusters outright now and then (SIGKILL: a
+    task in hand is lost, and Redis does not hand it out again; the reconcile pass must
+    finish what it left) and starts it again."""
+
+    pause_range = (6.0, 14.0)
+
+    def __init__(self, name: str, *, stack: LiveStack, **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.stack = stack
+
+    def step(self) -> None:
+        clusters = sorted(n for n in self.stack.procs if n.startswith("worker"))
+        target = self.rng.choice(clusters)
+        self.stack.stop_process(target, signal.SIGKILL)
+        self.stack.start_cluster(target)
+        with self.tally.lock:
+            self.tally.faults["kill-cluster"] += 1
 
 
 class AdminClient:

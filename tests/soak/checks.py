@@ -57,10 +57,14 @@ def busy_count() -> int:
     """Builds under way and tasks queued; 0 means only a pass can change things now. A
     slot waiting in back-off is not counted (the settling loop waits for it), nor an
     assigned slot whose push is behind (the pass pushes again; the check reports it)."""
+    from django.conf import settings
+    from django_q.brokers import get_broker
     from django_q.models import OrmQ
 
     building = PoolContainer.objects.filter(status__in=BUSY, retry_after__isnull=True)
-    return building.count() + OrmQ.objects.count()
+    # On Redis, the tasks waiting in its list (one taken by a worker is not there).
+    queued = get_broker().queue_size() if "redis" in settings.Q_CLUSTER else OrmQ.objects.count()
+    return building.count() + int(queued or 0)
 
 
 def backing_off() -> float | None:

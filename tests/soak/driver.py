@@ -1,10 +1,13 @@
 """The randomized soak of issue 11, on the real engine with real processes.
 
-    python -m tests.soak.driver [--seconds 120] [--seed N] [--database sqlite|postgres]
+    python -m tests.soak.driver [--seconds 120] [--seed N]
+                                [--database sqlite|postgres|postgres-redis]
 
 A live stack (gunicorn with several workers, the django-q2 cluster, the watcher; see
 ``tests/live.py``) with its own instance label, data dir, ports and database (SQLite, or a
-throwaway PostgreSQL server), then for ``--seconds`` of chaos: simulated users claiming,
+throwaway PostgreSQL server; ``postgres-redis`` is the production topology: PostgreSQL,
+Redis as broker and shared cache, four gunicorn workers and two clusters, one of which a
+fault actor kills now and then), then for ``--seconds`` of chaos: simulated users claiming,
 uploading, deleting, reading and releasing through the API, a fault injector killing and
 removing the run's containers, and two operators running ``pool reconcile | reinit |
 set-size | add`` at the same time. At each checkpoint and at the end everything pauses,
@@ -34,8 +37,10 @@ from typing import Any
 
 from tests.live import LiveStack
 from tests.pgserver import throwaway_postgres
+from tests.redisserver import throwaway_redis
 from tests.soak.actors import (
     AdminClient,
+    ClusterKillActor,
     FaultActor,
     Gate,
     OperatorActor,
@@ -48,6 +53,7 @@ SIZES = "nginx=4,apache=2,python=2,node=0"
 USERS = 6
 QUOTA = 2
 SETTLE_TIMEOUT = 150.0
+PASS_EVERY = 30.0  # seconds between reconcile passes while settling
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -56,7 +62,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=float(env("PAAS_SOAK_SECONDS", "120")))
     parser.add_argument("--seed", type=int,
                         default=int(env("PAAS_SOAK_SEED") or random.randrange(10**6)))
-    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--database", choices=["sqlite", "postgres", "postgres-redis"],
+                        default="sqlite")
     parser.add_argument("--checkpoints", type=int,
                         default=int(env("PAAS_SOAK_CHECKPOINTS", "1")),
                         help="settled checks during the run (one more at the end)")
@@ -93,6 +100,9 @@ class Soak:
                          for i in range(2)),
                        InvariantSampler("sampler", instance=self.stack.instance,
                                         seed=self.rng.getrandbits(32), **common)]
+        if self.stack.cluster_processes > 1:
+            self.actors.append(ClusterKillActor("cluster-kills", stack=self.stack,
+                                                seed=self.rng.getrandbits(32), **common))
         for actor in self.actors:
             actor.start()
 
@@ -143,10 +153,12 @@ class Soak:
 
     def settle(self, *, deadline: float) -> dict[str, Any]:
         """Reconcile until nothing is busy and no slot waits in back-off (or the
-        deadline passes: the checks then report what did not converge)."""
+        deadline passes: the checks then report what did not converge). Passes repeat
+        while a slot stays busy: one whose task was lost (a killed cluster on Redis) is
+        retried by the first pass after ``stuck_seconds()``, as in production."""
         from tests.soak.checks import backing_off, dead_free_slots, wait_quiet
 
-        wait_quiet(timeout=max(1.0, deadline - time.monotonic()))
+        wait_quiet(timeout=min(PASS_EVERY, max(1.0, deadline - time.monotonic())))
         dead = dead_free_slots(self.stack.instance)
         for slot in dead:
             self.tally.note("dead-idle-slot-at-checkpoint", json.dumps(slot))
@@ -154,11 +166,14 @@ class Soak:
         while True:
             passes += 1
             self.reconcile(deadline=deadline)
-            quiet = wait_quiet(timeout=max(1.0, deadline - time.monotonic()))
+            quiet = wait_quiet(timeout=min(PASS_EVERY, max(1.0, deadline - time.monotonic())))
             wait = backing_off()  # a pass before a slot's retry time left it as it was
-            if wait is None or time.monotonic() + wait > deadline:
+            if time.monotonic() >= deadline or (quiet and wait is None):
                 break
-            time.sleep(wait + 0.5)
+            if wait is not None and quiet:
+                if time.monotonic() + wait > deadline:
+                    break
+                time.sleep(wait + 0.5)
         return {"reconcile_passes": passes, "quiet": quiet,
                 "dead_idle_before_settling": len(dead)}
 
@@ -210,12 +225,17 @@ def runtime_form(name: str) -> tuple[int, dict[str, Any], list[int]]:
     return runtime.pk, form, list(runtime.slots.values_list("pk", flat=True))
 
 
-def stack_for(args: argparse.Namespace, database_url: str | None) -> LiveStack:
+def stack_for(args: argparse.Namespace, database_url: str | None,
+              redis_url: str | None) -> LiveStack:
     stack = LiveStack(
         instance=f"{args.instance}-{args.database}", port_base=args.port_base, sizes=SIZES,
-        web_workers=3,
+        web_workers=4 if redis_url else 3, cluster_processes=2 if redis_url else 1,
         extra_env={"PAAS_USER_QUOTA": str(QUOTA), "PAAS_ACCESS_TOKEN_MINUTES": "600",
-                   "PAAS_Q_TIMEOUT": "60", "PAAS_Q_RETRY": "75"},
+                   "PAAS_Q_TIMEOUT": "60", "PAAS_Q_RETRY": "75",
+                   # On Redis a task lost with a killed cluster waits for the pass to
+                   # retry its slot after the timeout + 30 s: shorter, to fit the settle.
+                   **({"PAAS_REDIS_URL": redis_url, "PAAS_Q_TIMEOUT": "45"}
+                      if redis_url else {})},
     )
     stack.env.pop("PAAS_DATABASE_URL", None)
     if database_url:
@@ -238,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
           f"(rerun with PAAS_SOAK_SEED={args.seed})", flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # clean up on TERM
     with ExitStack() as cleanup:
-        url = cleanup.enter_context(throwaway_postgres()) if args.database == "postgres" else None
-        stack = stack_for(args, url)
+        postgres = args.database.startswith("postgres")
+        url = cleanup.enter_context(throwaway_postgres()) if postgres else None
+        redis = cleanup.enter_context(throwaway_redis()) if "redis" in args.database else None
+        stack = stack_for(args, url, redis)
         django_for(stack)
         from pools.services import ensure_network
 

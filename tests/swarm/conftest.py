@@ -1,6 +1,8 @@
 """A real 3-node Docker Swarm for this run (infrastructure/scripts/swarm-lab.sh): each
-node a dockerd in its own network namespace, named after this run, removed afterwards.
-A lab that cannot start fails the tests; it never skips them."""
+node a dockerd in its own network namespace, its engine API on TLS, named after this
+run, removed afterwards. The nodes start empty: the images the tests run are sent to
+them by the platform's own ``images_to_nodes`` (what `pool build-images` does on a
+swarm). A lab that cannot start fails the tests; it never skips them."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from pools.engine import DockerEngine
-from pools.imagebuild import build_images, image_tag
+from pools.engine.swarm import SwarmEngine
+from pools.imagebuild import build_images, images_to_nodes
 
 LAB_SCRIPT = Path(__file__).resolve().parents[2] / "infrastructure/scripts/swarm-lab.sh"
 RUNTIMES = ["nginx"]  # only the images these tests run are loaded into the nodes
@@ -28,6 +31,22 @@ class Lab:
     @property
     def addrs(self) -> list[str]:
         return self.env["PAAS_SWARM_NODE_ADDRS"].split(",")
+
+    @property
+    def platform_env(self) -> dict[str, str]:
+        """What the platform is told: the manager and the nodes' TLS APIs (the nodes'
+        unix sockets are the lab's own, for the tests' direct looks)."""
+        return {k: v for k, v in self.env.items() if k != "PAAS_SWARM_NODE_SOCKETS"}
+
+    def node_socket(self, addr: str) -> str:
+        sockets = dict(pair.split("=", 1)
+                       for pair in self.env["PAAS_SWARM_NODE_SOCKETS"].split(","))
+        return sockets[addr]
+
+    def engine(self) -> SwarmEngine:
+        nodes = dict(pair.split("=", 1) for pair in self.env["PAAS_SWARM_NODES"].split(","))
+        return SwarmEngine(manager_url=self.env["PAAS_SWARM_MANAGER"], node_urls=nodes,
+                           tls_dir=self.env["PAAS_SWARM_TLS_DIR"])
 
     def script(self, *args: str) -> str:
         return subprocess.run([str(LAB_SCRIPT), *args], check=True, capture_output=True,
@@ -53,17 +72,26 @@ class Lab:
 def swarm_lab() -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.fail("the swarm lab needs root (network namespaces, dockerd)")
-    build_images(DockerEngine(), progress=lambda line: None)  # a no-op when up to date
+    # On the control host's engine (a no-op when up to date; other runs' tags are kept).
+    tags = build_images(DockerEngine(), runtimes=RUNTIMES, prune=False,
+                        progress=lambda line: None)
     lab_id = f"{os.getpid() % 100000:05d}"[-5:] + "s"
     started = time.monotonic()
     up = subprocess.run(
-        [str(LAB_SCRIPT), "up", "3", *[image_tag(name) for name in RUNTIMES]],
+        [str(LAB_SCRIPT), "up", "3"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "PAAS_LAB_ID": lab_id})
     if up.returncode != 0:
+        subprocess.run([str(LAB_SCRIPT), "down", lab_id], capture_output=True, timeout=300)
         pytest.fail(f"the swarm lab did not start:\n{up.stderr[-3000:]}")
     env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
-    print(f"\nMETRIC swarm lab of 3 nodes up in {time.monotonic() - started:.1f} s")
+    lab = Lab(id=lab_id, env=env)
     try:
-        yield Lab(id=lab_id, env=env)
+        print(f"\nMETRIC swarm lab of 3 nodes up in {time.monotonic() - started:.1f} s")
+        started = time.monotonic()
+        sent = images_to_nodes(lab.engine(), tags=list(tags.values()), progress=print)
+        print(f"METRIC {len(tags)} image(s) sent to 3 nodes over TLS in "
+              f"{time.monotonic() - started:.1f} s")
+        assert all(sorted(addrs) == sorted(lab.addrs) for addrs in sent.values()), sent
+        yield lab
     finally:
         subprocess.run([str(LAB_SCRIPT), "down", lab_id], capture_output=True, timeout=300)

@@ -5,7 +5,10 @@ one-replica services spread over the lab's nodes.
 - every node serves: claim, upload, logs, restart and release on slots on each node;
 - draining a node moves its slots to the others with the users' files;
 - a lost node (its dockerd killed): every assigned slot that lived there serves its
-  user's files again from another node. ``pytest -s`` shows the measured times.
+  user's files again from another node. ``pytest -s`` shows the measured times;
+- a container killed on its node is noticed by that node's container events;
+- the platform reaches the nodes' engines only over TLS (the lab's own CA and client
+  certificate), so every content push, log read and restart above goes over it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,10 @@ import pytest
 import requests
 from django.conf import settings
 
-from tests.live import LiveStack
+from tests.live import LiveStack, LiveUser
 from tests.swarm.conftest import Lab
 
 pytestmark = [pytest.mark.swarm]
-PASSWORD = "Swarm-of-3-nodes!"
 POOL = 6
 
 
@@ -69,34 +71,13 @@ def slots(stack: LiveStack) -> list[dict]:
         db.close()
 
 
-class User:
-    def __init__(self, stack: LiveStack, name: str) -> None:
-        self.url = stack.url
-        self.http = requests.Session()
-        answer = self.http.post(f"{self.url}/api/auth/register/", timeout=10, json={
-            "username": name, "email": f"{name}@example.com", "password": PASSWORD})
-        assert answer.status_code == 201, answer.text
-        answer = self.http.post(f"{self.url}/api/auth/token/", timeout=10,
-                                json={"username": name, "password": PASSWORD})
-        assert answer.status_code == 200, answer.text
-        self.http.headers["Authorization"] = f"Bearer {answer.json()['access']}"
+def site(user: LiveUser, marker: str) -> dict:
+    """A new nginx deployment serving ``marker`` from its own index.html."""
+    deployment = user.launch("nginx")
+    user.upload(deployment, "index.html", f"<h1>{marker}</h1>".encode())
+    assert marker in fetch(deployment["url"]), deployment
+    return deployment
 
-    def api(self, method: str, path: str, status: int, **kwargs: Any) -> Any:
-        answer = self.http.request(method, f"{self.url}/api/deployments/{path}",
-                                   timeout=60, **kwargs)
-        assert answer.status_code == status, (method, path, answer.text)
-        return answer.json() if answer.content else None
-
-    def site(self, marker: str) -> dict:
-        """A new nginx deployment serving ``marker`` from its own index.html."""
-        deployment = self.api("POST", "", 201, json={"runtime": "nginx"})
-        self.api("POST", f"{deployment['id']}/files/", 201,
-                 files={"file": ("index.html", f"<h1>{marker}</h1>".encode())})
-        assert marker in fetch(deployment["url"]), deployment
-        return dict(deployment)
-
-    def show(self, deployment: dict) -> dict:
-        return dict(self.api("GET", f"{deployment['id']}/", 200))
 
 
 def node_of(url: str) -> str:
@@ -114,7 +95,7 @@ def stack(swarm_lab: Lab) -> Iterator[LiveStack]:
     with LiveStack(
         instance=settings.PAAS_INSTANCE + "-swarm", port_base=settings.LIVE_PORT_BASE,
         sizes=f"nginx={POOL},apache=0,python=0,node=0",
-        extra_env={"PAAS_ENGINE": "swarm", **swarm_lab.env,
+        extra_env={"PAAS_ENGINE": "swarm", **swarm_lab.platform_env,
                    "PAAS_Q_TIMEOUT": "60", "PAAS_Q_RETRY": "70"},
     ) as live:
         yield live
@@ -122,13 +103,13 @@ def stack(swarm_lab: Lab) -> Iterator[LiveStack]:
 
 
 @pytest.fixture
-def users(stack: LiveStack) -> Iterator[Callable[[str], User]]:
+def users(stack: LiveStack) -> Iterator[Callable[[str], LiveUser]]:
     """Users of the stack; their deployments are released afterwards and the pool is
     back to idle before the next test."""
-    made: list[User] = []
+    made: list[LiveUser] = []
 
-    def make(name: str) -> User:
-        made.append(User(stack, name))
+    def make(name: str) -> LiveUser:
+        made.append(LiveUser(stack, name))
         return made[-1]
 
     yield make
@@ -140,10 +121,10 @@ def users(stack: LiveStack) -> Iterator[Callable[[str], User]]:
 
 
 def test_slots_spread_and_every_node_serves_its_users(
-        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
     wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
     assert {s["node_addr"] for s in slots(stack)} == set(swarm_lab.addrs), slots(stack)
-    sites = [(user, user.site(f"{user_name} site {i}"), f"{user_name} site {i}")
+    sites = [(user, site(user, f"{user_name} site {i}"), f"{user_name} site {i}")
              for user_name in ("ann", "ben") for user in [users(user_name)] for i in range(3)]
     assert {node_of(d["url"]) for _, d, _ in sites} == set(swarm_lab.addrs)
     by_node = {node_of(d["url"]): (u, d, m) for u, d, m in sites}
@@ -165,18 +146,18 @@ def test_slots_spread_and_every_node_serves_its_users(
             assert page and not any(marker in page for _, _, marker in sites), page[:200]
 
 
-def moved_and_serving(user: User, deployment: dict, marker: str, away_from: str) -> bool:
+def moved_and_serving(user: LiveUser, deployment: dict, marker: str, away_from: str) -> bool:
     shown = user.show(deployment)
     return (shown["status"] == "running" and node_of(shown["url"]) != away_from
             and marker in fetch(shown["url"]))
 
 
 def test_draining_a_node_moves_its_slots_with_their_files(
-        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
     wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
     dora = users("dora")
     dan = users("dan")
-    sites = [(u, u.site(f"{u_name} page {i}"), f"{u_name} page {i}")
+    sites = [(u, site(u, f"{u_name} page {i}"), f"{u_name} page {i}")
              for u_name, u in (("dora", dora), ("dan", dan)) for i in range(3)]
     drained = swarm_lab.addrs[1]  # node 2 (node 1 is the only manager)
     on_it = [(u, d, m) for u, d, m in sites if node_of(d["url"]) == drained]
@@ -202,10 +183,10 @@ def test_draining_a_node_moves_its_slots_with_their_files(
 
 
 def test_a_lost_node_costs_seconds_and_no_files(
-        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], User]) -> None:
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
     wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
     lena, leo = users("lena"), users("leo")
-    sites = [(u, u.site(f"{u_name} file {i}"), f"{u_name} file {i}")
+    sites = [(u, site(u, f"{u_name} file {i}"), f"{u_name} file {i}")
              for u_name, u in (("lena", lena), ("leo", leo)) for i in range(3)]
     lost = swarm_lab.addrs[2]  # node 3
     on_it = [(u, d, m) for u, d, m in sites if node_of(d["url"]) == lost]
@@ -234,12 +215,113 @@ def test_a_lost_node_costs_seconds_and_no_files(
 def one_container_per_slot(lab: Lab, instance: str) -> bool:
     """Running containers of the instance on all nodes, at most one per slot."""
     seen: list[str] = []
-    for url in lab.env["PAAS_SWARM_NODES"].split(","):
+    for addr in lab.addrs:
         out = subprocess.run(
-            ["docker", "-H", url.split("=", 1)[1], "ps", "--filter",
+            ["docker", "-H", lab.node_socket(addr), "ps", "--filter",
              f"label=paas.instance={instance}", "--format", '{{.Label "paas.slot"}}'],
             capture_output=True, text=True, timeout=30)
         if out.returncode != 0:
             return False  # the node is not answering yet
         seen += out.stdout.split()
     return len(seen) == len(set(seen)) == POOL
+
+
+def test_the_node_apis_admit_only_our_client_certificate(swarm_lab: Lab) -> None:
+    """The platform is given tcp:// URLs only; each answers TLS with a server certificate
+    of the lab's CA for its own address, and refuses a client without our certificate."""
+    env = swarm_lab.platform_env
+    urls = dict(pair.split("=", 1) for pair in env["PAAS_SWARM_NODES"].split(","))
+    assert urls == {addr: f"tcp://{addr}:2376" for addr in swarm_lab.addrs}
+    assert "unix://" not in " ".join(v for k, v in env.items() if k != "PAAS_SWARM_MANAGER")
+    tls = env["PAAS_SWARM_TLS_DIR"]
+    for addr in swarm_lab.addrs:
+        url = f"https://{addr}:2376/version"
+        ours = requests.get(url, verify=f"{tls}/ca.pem", timeout=10,
+                            cert=(f"{tls}/cert.pem", f"{tls}/key.pem"))
+        assert ours.status_code == 200 and ours.json()["ApiVersion"], ours.text
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(url, verify=f"{tls}/ca.pem", timeout=10)  # no client certificate
+        plain = requests.get(f"http://{addr}:2376/version", timeout=10)
+        assert plain.status_code == 400 and "HTTPS" in plain.text, plain.text  # TLS only
+
+
+def recoveries(stack: LiveStack, slot_id: int) -> list[dict]:
+    db = sqlite3.connect(f"file:{stack.data_dir / 'paas.sqlite3'}?mode=ro", uri=True,
+                         timeout=10)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in db.execute(
+            "SELECT trigger, outcome, reason FROM pools_recovery WHERE slot_id = ? "
+            "ORDER BY started_at", (slot_id,))]
+    finally:
+        db.close()
+
+
+def test_a_container_killed_on_its_node_is_noticed_by_that_nodes_events(
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
+    """The watcher follows each node's container events: the kill is noticed by the
+    node's own ``die`` (trigger "watch-node"), not by the manager's task poll ("watch")
+    nor the reconcile pass; the user's files are served again."""
+    wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
+    kim = users("kim")
+    deployment = site(kim, "kim's page")
+    node = node_of(deployment["url"])
+    slot = next(s for s in slots(stack) if s["port"] == deployment["port"])
+    container = subprocess.run(
+        ["docker", "-H", swarm_lab.node_socket(node), "ps", "-q", "--filter",
+         f"label=com.docker.swarm.service.id={slot['container_id']}"],
+        check=True, capture_output=True, text=True, timeout=30).stdout.split()
+    assert len(container) == 1, container
+    before = len(recoveries(stack, slot["id"]))  # the slot may have moved in a test before
+    started = time.monotonic()
+    subprocess.run(["docker", "-H", swarm_lab.node_socket(node), "kill", container[0]],
+                   check=True, capture_output=True, timeout=30)
+    wait_for("kim's page served again", lambda: kim.show(deployment)["status"] == "running"
+             and (kim.show(deployment)["last_recovery"] or {}).get("outcome") == "succeeded"
+             and serves(kim.show(deployment)["url"], "kim's page"), timeout=90, interval=0.1)
+    print(f"\nMETRIC container killed on node {swarm_lab.node_number(node)} -> serving "
+          f"again: {time.monotonic() - started:.1f} s")
+    found = recoveries(stack, slot["id"])[before:]
+    assert [r["trigger"] for r in found] == ["watch-node"], found
+
+
+def node_docker(lab: Lab, addr: str, *args: str) -> str:
+    return subprocess.run(["docker", "-H", lab.node_socket(addr), *args], check=True,
+                          capture_output=True, text=True, timeout=60).stdout
+
+
+def test_a_slots_writable_space_is_bounded_and_its_volumes_go_with_it(
+        stack: LiveStack, swarm_lab: Lab, users: Callable[[str], LiveUser]) -> None:
+    """On a swarm too: a read-only root, and the content root a size-bounded tmpfs that
+    uid 1000 owns (a tmpfs volume: Swarm's own tmpfs loses owner and mode on Debian's
+    engine). Releasing the slot removes its volumes from the node."""
+    wait_for("the pool warm", lambda: all_idle(stack), timeout=120)
+    ivy = users("ivy")
+    deployment = site(ivy, "ivy's page")
+    node = node_of(deployment["url"])
+    slot = next(s for s in slots(stack) if s["port"] == deployment["port"])
+    [container] = node_docker(swarm_lab, node, "ps", "-q", "--filter",
+                              f"label=com.docker.swarm.service.id={slot['container_id']}").split()
+    db = sqlite3.connect(f"file:{stack.data_dir / 'paas.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        [(root,)] = db.execute("SELECT content_root FROM pools_runtime WHERE name = 'nginx'")
+    finally:
+        db.close()
+    out = node_docker(swarm_lab, node, "exec", "-u", "1000", container, "sh", "-c",
+                      f"stat -c %u {root}; dd if=/dev/zero of={root}/fill bs=1M count=2000 "
+                      f"2>&1; rm -f {root}/fill; touch /etc/x 2>&1; true")
+    assert out.splitlines()[0] == "1000", out
+    assert "No space left on device" in out and "Read-only file system" in out, out
+    own = node_docker(swarm_lab, node, "inspect", "-f",
+                      "{{range .Mounts}}{{.Name}} {{end}}", container).split()
+    assert len(own) == 4, own  # nginx: /run, the content root, /tmp, its body buffers
+    ivy.api("DELETE", f"{deployment['id']}/", 204)
+    wait_for("the released slot idle again", lambda: all_idle(stack), timeout=120)
+    left = node_docker(swarm_lab, node, "volume", "ls", "-q", "--filter",
+                       f"label=paas.instance={stack.instance}").split()
+    assert not set(own) & set(left), (own, left)
+    # The agent also makes an unmounted twin of each (pruned at removals on the node):
+    # the node holds no more than two per mount of the containers that run there.
+    running = node_docker(swarm_lab, node, "ps", "-q", "--filter",
+                          f"label=paas.instance={stack.instance}").split()
+    assert len(left) <= 2 * 4 * len(running), (left, running)

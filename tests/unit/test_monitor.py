@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pools import content, health, monitor, services
-from pools.engine import ContainerSpec
+from pools.engine import ContainerSpec, EngineEvent
 from pools.models import MonitorPass, PoolContainer, Recovery, Runtime, SlotStatus
 from tests.fakes import FakeEngine
 
@@ -176,11 +176,26 @@ def test_stuck_busy_slot_is_retried_under_a_new_generation(
     slot = warm("nginx", 1)[0]
     PoolContainer.objects.filter(pk=slot.pk).update(
         status=S.PROVISIONING,
-        status_changed_at=timezone.now() - timedelta(seconds=monitor.STUCK_SECONDS + 1))
+        status_changed_at=timezone.now() - timedelta(seconds=monitor.stuck_seconds() + 1))
     assert monitor.reconcile_pass()["retried"] == [slot.pk]
     fresh = PoolContainer.objects.get(pk=slot.pk)
     assert fresh.status == S.IDLE and fresh.generation == slot.generation + 1
     assert len(fake_engine.list_managed(settings.PAAS_INSTANCE)) == 1
+
+
+def test_busy_slot_is_retried_once_its_task_has_outlived_the_task_timeout(
+        fake_engine: FakeEngine, warm: Callable, settings) -> None:
+    """Redis never hands a killed worker's task out again (and a killed cluster loses
+    the tasks it had taken but not started): once a busy slot has been untouched longer
+    than any task may run, nothing else will finish it, so the pass retries it then."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 60}
+    only_pool("nginx", 2)
+    slots = warm("nginx", 2)
+    for slot, age in zip(slots, [50, 100], strict=True):
+        PoolContainer.objects.filter(pk=slot.pk).update(
+            status=S.RECYCLING, status_changed_at=timezone.now() - timedelta(seconds=age))
+    # 50 s: its task may still be running; 100 s: past the timeout and the margin.
+    assert monitor.reconcile_pass()["retried"] == [slots[1].pk]
 
 
 def test_event_for_current_container_queues_recovery(
@@ -195,6 +210,19 @@ def test_event_for_current_container_queues_recovery(
     fresh = PoolContainer.objects.get(pk=slot.pk)
     assert fresh.status == S.IDLE and fresh.container_id != slot.container_id
     assert Recovery.objects.get().trigger == "watch"
+
+
+def test_the_watcher_records_which_news_queued_the_recovery(
+        fake_engine: FakeEngine, warm: Callable) -> None:
+    """A swarm node's own container event is told apart from the manager's task poll."""
+    only_pool("nginx", 1)
+    slot = warm("nginx", 1)[0]
+    long_ago(slot)
+    fake_engine.kill(slot.container_id)
+    fake_engine.pending_events.append(EngineEvent(
+        "die", slot.container_id, {"paas.slot": str(slot.pk)}, trigger="watch-node"))
+    monitor.watch(say=lambda s: None, max_events=1)
+    assert Recovery.objects.get().trigger == "watch-node"
 
 
 def test_oom_event_of_a_child_process_leaves_a_running_container_alone(

@@ -66,3 +66,23 @@ def test_engine_unreachable_says_how_to_start_it(fake_engine: FakeEngine) -> Non
     fake_engine.available = False
     with pytest.raises(CommandError, match="not reachable"):
         run("init")
+
+
+def test_build_images_sends_what_it_built_to_the_engines_nodes(fake_engine: FakeEngine,
+                                                               monkeypatch) -> None:
+    """On a swarm the images run on the pool nodes, not where they were built: the
+    command hands every tag to the engine's ``image_send``."""
+    from pools import imagebuild
+
+    fake_engine.images |= {imagebuild.BASE_TAG, imagebuild.image_tag("nginx")}
+    sent: list[str] = []
+
+    def send(tag: str, progress) -> list[str]:
+        progress(f"{tag}: sent to node 10.9.0.12")
+        sent.append(tag)
+        return ["10.9.0.12"]
+
+    monkeypatch.setattr(fake_engine, "image_send", send)
+    out = run("build-images", "nginx", "python")
+    assert sent == [imagebuild.image_tag("nginx"), imagebuild.image_tag("python")]
+    assert f"{imagebuild.image_tag('python')}: sent to node 10.9.0.12" in out

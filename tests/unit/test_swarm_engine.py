@@ -5,7 +5,10 @@ to Docker's container words (a task on a down or drained node is dead)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import AbstractUser
@@ -14,7 +17,7 @@ from deployments import selectors
 from deployments import services as deployment_services
 from pools import health, hostnames, proxy
 from pools import services as pool_services
-from pools.engine import ContainerInfo, ContainerSpec
+from pools.engine import ContainerInfo, ContainerSpec, EngineEvent, swarm
 from pools.engine.swarm import (
     Node,
     SwarmEngine,
@@ -22,6 +25,7 @@ from pools.engine.swarm import (
     _service_kwargs,
     _task_status,
 )
+from pools.errors import EngineUnavailable
 from pools.models import PoolContainer
 from tests.fakes import FakeEngine
 
@@ -74,6 +78,21 @@ def test_service_spec_is_hardened_and_not_pinned() -> None:
     assert kwargs["labels"] == kwargs["container_labels"] == {"paas.instance": "t"}
 
 
+def test_writable_space_is_bounded_by_tmpfs_volumes_the_owner_can_write() -> None:
+    """Swarm's own tmpfs mounts lose their mode and owner on Debian's engine: the bound
+    places are local tmpfs volumes with the options as given, under a read-only root."""
+    spec = ContainerSpec(name="s", image="i", labels={"paas.instance": "t"},
+                         internal_port=80, host_port=8000, read_only=True,
+                         tmpfs={"/srv/www": "rw,exec,size=70m,mode=0755,uid=1000,gid=1000"})
+    kwargs = _service_kwargs(spec)
+    assert kwargs["read_only"] is True
+    [mount] = kwargs["mounts"]
+    assert (mount["Target"], mount["Type"]) == ("/srv/www", "volume")
+    assert mount["VolumeOptions"]["Labels"] == {"paas.instance": "t"}
+    assert mount["VolumeOptions"]["DriverConfig"] == {"Name": "local", "Options": {
+        "type": "tmpfs", "device": "tmpfs", "o": "rw,exec,size=70m,mode=0755,uid=1000,gid=1000"}}
+
+
 def task(state: str, desired: str = "running", created: str = "2026-01-01T00:00:00.5Z") -> dict:
     return {"Status": {"State": state}, "DesiredState": desired, "CreatedAt": created}
 
@@ -119,9 +138,65 @@ def test_events_report_a_service_that_stopped_running_or_vanished(
     engine = SwarmEngine.__new__(SwarmEngine)
     engine.poll_interval = 0
     monkeypatch.setattr(engine, "list_managed", lambda instance: next(polls))
+    monkeypatch.setattr(engine, "nodes", dict)  # no node to follow
     events = engine.events("t")
     seen = [(e.action, e.container_id, e.labels["paas.slot"]) for e in itertools.islice(events, 3)]
     assert seen == [("die", "s1", "1"), ("destroy", "s2", "2"), ("die", "s3", "3")]
+
+
+class NodeEvents:
+    """A node's engine whose container events are given, then a broken stream."""
+
+    def __init__(self, news: list[EngineEvent]) -> None:
+        self.news = news
+
+    def events(self, instance: str) -> Iterator[EngineEvent]:
+        yield from self.news
+        raise EngineUnavailable("node gone")
+
+
+def test_events_bring_each_nodes_container_events_as_its_services(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's container dying on a node arrives as its service's event, marked as the
+    node's news; containers that are no swarm task are not the platform's."""
+    engine = SwarmEngine.__new__(SwarmEngine)
+    engine.poll_interval = 2  # the poll must not be what reports it
+    engine._lock = threading.Lock()
+    task = {"com.docker.swarm.service.id": "svc9", "paas.slot": "9"}
+    nodes = {"10.9.0.11": NodeEvents([EngineEvent("die", "c-plain", {"paas.slot": "8"}),
+                                      EngineEvent("die", "c-task", task)])}
+    monkeypatch.setattr(engine, "nodes", lambda: {"n1": UP})
+    monkeypatch.setattr(engine, "node_engine", lambda addr: nodes[addr])
+    polls: Iterator[list[ContainerInfo]] = iter([[], []])  # a third poll fails the test: the news never came
+    monkeypatch.setattr(engine, "list_managed", lambda instance: next(polls))
+    first = next(engine.events("t"))
+    assert (first.action, first.container_id, first.trigger) == ("die", "svc9", "watch-node")
+    assert first.labels["paas.slot"] == "9"
+
+
+def test_node_clients_speak_tls_on_tcp_with_a_nodes_own_files_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: dict[str, Any] = {}
+
+    class Client:
+        def __init__(self, *, timeout: int, base_url: str, tls: Any) -> None:
+            made[base_url] = tls
+
+    monkeypatch.setattr(swarm, "DockerEngine", Client)
+    for folder in (tmp_path, tmp_path / "10.9.0.12"):
+        folder.mkdir(exist_ok=True)
+        for name in ("ca.pem", "cert.pem", "key.pem"):
+            (folder / name).write_text(name)
+    engine = SwarmEngine.__new__(SwarmEngine)
+    engine._lock, engine._node_engines, engine._tls_dir = threading.Lock(), {}, str(tmp_path)
+    engine._node_urls = {"10.9.0.13": "unix:///run/n3.sock"}
+    for addr in ("10.9.0.11", "10.9.0.12", "10.9.0.13"):
+        engine.node_engine(addr)
+    shared = made["tcp://10.9.0.11:2376"]
+    assert shared.cert == (f"{tmp_path}/cert.pem", f"{tmp_path}/key.pem")
+    assert (shared.ca_cert, shared.verify) == (f"{tmp_path}/ca.pem", True)
+    assert made["tcp://10.9.0.12:2376"].cert[0] == f"{tmp_path}/10.9.0.12/cert.pem"
+    assert made["unix:///run/n3.sock"] is None
 
 
 def test_a_slot_recovered_on_another_node_takes_its_route_along(

@@ -167,7 +167,7 @@ class Command(BaseCommand):
 
     def do_build_images(self, *, offline: bool = False, runtimes: list[str] | None = None,
                         **_: Any) -> None:
-        from pools.imagebuild import RUNTIMES, build_images
+        from pools.imagebuild import RUNTIMES, build_images, images_to_nodes
 
         for name in runtimes or []:
             if name not in RUNTIMES:
@@ -175,6 +175,7 @@ class Command(BaseCommand):
         _require_engine()
         tags = build_images(get_engine(), offline=offline, runtimes=runtimes or None,
                             progress=self.say)
+        images_to_nodes(get_engine(), tags=list(tags.values()), progress=self.say)
         for name, tag in tags.items():
             self.say(f"{name}: {tag}")
         # Pools whose image changed roll it into their idle slots, a step at a time.

@@ -1,0 +1,111 @@
+"""The launch's hot path: how many queries a launch and the cheapest authenticated read
+cost (pinned, so a regression fails here), and that what it saves is never stale — the
+user, their quota and their admission are read fresh with every request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import AbstractUser
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils.dateparse import parse_datetime
+from rest_framework.test import APIClient
+
+from accounts.models import Admission, Quota
+from pools.models import Runtime
+
+pytest_plugins = ["tests.unit.api_fixtures"]
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# A launch: the user (with quota and admission joined), the runtime, then in one
+# transaction the counts (quota, share, line), the claim, the stale-deployment guard and
+# the insert; BEGIN and COMMIT are logged as queries too. PostgreSQL also locks the
+# user's row (launches of one user take turns).
+LAUNCH_QUERIES = 6 + 2
+BASELINE_QUERIES = 2  # the user, the (empty) list
+
+
+def _launch_queries() -> int:
+    return LAUNCH_QUERIES + int(connection.features.has_select_for_update)
+
+
+def launch(client: APIClient, runtime: str = "nginx") -> tuple[int, dict, int]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/api/deployments/", {"runtime": runtime}, format="json")
+    return response.status_code, response.json(), len(queries.captured_queries)
+
+
+def test_a_launch_costs_a_fixed_number_of_queries(
+        alice: AbstractUser, warm: Callable, api: Callable[..., APIClient]) -> None:
+    warm("nginx", 3)
+    client = api(alice)
+    launch(client)  # the process's first may read once what it then keeps (metrics)
+    for _ in range(2):
+        status, _, queries = launch(client)
+        assert (status, queries) == (201, _launch_queries())
+
+
+def test_the_baseline_read_costs_two_queries(
+        alice: AbstractUser, api: Callable[..., APIClient],
+        django_assert_num_queries: Callable) -> None:
+    client = api(alice)
+    with django_assert_num_queries(BASELINE_QUERIES):
+        assert client.get("/api/deployments/").json() == []
+
+
+def test_the_list_reads_each_runtime_and_quota_once(
+        alice: AbstractUser, warm: Callable, api: Callable[..., APIClient],
+        django_assert_num_queries: Callable) -> None:
+    warm("nginx", 3)
+    warm("python", 1)
+    client = api(alice)
+    Quota.objects.create(user=alice, max_deployments=10)
+    for runtime in ["nginx", "nginx", "nginx", "python"]:
+        assert launch(client, runtime)[0] == 201
+    # the user (quota joined), the list (slots joined), nginx's and python's policies
+    with django_assert_num_queries(BASELINE_QUERIES + 2):
+        assert len(client.get("/api/deployments/").json()) == 4
+
+
+def test_a_quota_change_applies_to_the_next_launch(
+        alice: AbstractUser, warm: Callable, api: Callable[..., APIClient]) -> None:
+    warm("nginx", 3)
+    client = api(alice)
+    Quota.objects.create(user=alice, max_deployments=1)
+    assert launch(client)[0] == 201
+    status, body, _ = launch(client)
+    assert (status, body["code"]) == (429, "quota_exceeded")
+    Quota.objects.filter(user=alice).update(max_deployments=2)
+    assert launch(client)[0] == 201
+    Quota.objects.filter(user=alice).delete()  # back to the default (3)
+    assert launch(client)[0] == 201
+
+
+def test_approval_and_deactivation_apply_to_the_next_request(
+        alice: AbstractUser, warm: Callable, api: Callable[..., APIClient]) -> None:
+    warm("nginx", 2)
+    client = api(alice)
+    admission = Admission.objects.create(user=alice)  # signed up, waiting for approval
+    status, body, _ = launch(client)
+    assert (status, body["code"]) == (403, "approval_pending")
+    Admission.objects.filter(pk=admission.pk).update(approved_at="2026-01-01T00:00Z")
+    assert launch(client)[0] == 201
+    alice.is_active = False
+    alice.save()
+    assert client.get("/api/deployments/").status_code == 401
+    assert launch(client)[0] == 401
+
+
+def test_the_launch_answer_uses_the_users_own_lifetime(
+        alice: AbstractUser, warm: Callable, api: Callable[..., APIClient]) -> None:
+    warm("nginx", 1)
+    Runtime.objects.filter(name="nginx").update(max_age=3600)
+    Quota.objects.create(user=alice, max_age=60)  # staff's override wins
+    status, body, _ = launch(api(alice))
+    assert status == 201
+    created, expires = parse_datetime(body["created_at"]), parse_datetime(body["expires_at"])
+    assert created is not None and expires is not None
+    assert expires - created == timedelta(seconds=60)

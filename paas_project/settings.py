@@ -373,7 +373,11 @@ Q_CLUSTER = {
     "retry": env.int("PAAS_Q_RETRY", default=180),
     "max_attempts": 3,
     "catch_up": False,
-    "poll": 0.2,
+    # The longest an idle cluster waits before it looks at the queue again. Queuing a
+    # task on this host wakes it at once (paas_project/task_broker.py): the poll is left
+    # for a lost wake-up and for clusters on other hosts sharing a PostgreSQL queue.
+    "poll": env.float("PAAS_Q_POLL", default=0.2),
+    "broker_class": "paas_project.task_broker.WakeableORM",
     "save_limit": 500,
     "ack_failures": True,
     "log_level": "INFO",
@@ -384,7 +388,7 @@ Q_CLUSTER = {
 # (pools.monitor.stuck_seconds).
 # (PAAS_REDIS_URL is read above, with the shared cache.)
 if PAAS_REDIS_URL:
-    del Q_CLUSTER["orm"]
+    del Q_CLUSTER["orm"], Q_CLUSTER["broker_class"]  # Redis blocks on the list: no poll
     Q_CLUSTER["redis"] = PAAS_REDIS_URL
 
 LOGGING = {

@@ -1,3 +1,5 @@
+import sys
+
 from django.apps import AppConfig
 
 
@@ -8,3 +10,10 @@ class PoolsConfig(AppConfig):
 
     def ready(self) -> None:
         from pools import signals  # noqa: F401  (installs schedules after migrate)
+
+        # The cluster's processes are forked from this one once the command runs (django-q2
+        # gives no earlier hook in the parent): share what they all load.
+        if sys.argv[1:2] == ["qcluster"]:
+            from pools.cluster_memory import cluster_preload
+
+            cluster_preload()

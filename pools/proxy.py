@@ -20,9 +20,11 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from pools.errors import PaasError
 from pools.models import PoolContainer
@@ -251,12 +253,43 @@ def _sync_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _syncs_done_path() -> Path:
+    return settings.DATA_DIR / "caddy-sync.count"
+
+
+def _syncs_done() -> int:
+    """How many syncs on this host have loaded Caddy's config successfully so far."""
+    try:
+        return int(_syncs_done_path().read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _sync_counted(done: int) -> None:
+    # Written in place under the lock. A reader outside it may catch the file mid-write
+    # and read a smaller number (or none: 0), which only costs it a sync of its own.
+    _syncs_done_path().write_text(str(done))
+
+
 # --- syncing -----------------------------------------------------------------------
 def routes_sync() -> bool:
     """Make Caddy's config match the database (one load, only when it differs) and
-    record which hostnames are live. Returns True when Caddy's config was changed.
-    Raises ``ProxyUnavailable``/``ProxyError``; slots are then marked not routed."""
+    record which hostnames are live. Returns True when this call changed Caddy's config.
+    Raises ``ProxyUnavailable``/``ProxyError``; slots are then marked not routed.
+
+    Callers that queue up behind a running sync share the next one (group commit): a
+    sync that began after this call was made has read rows at least as new as the
+    caller's, so once it has finished there is nothing left to do. The sync running when
+    the call is made does not count (it may have read the rows before the caller's
+    change); syncs are serialized, so the second one to finish after the call began
+    after it. Many slots turning idle at once (a pool init) cost a few loads, not one
+    each."""
+    first_done = _syncs_done()
     with _sync_lock():
+        done = _syncs_done()
+        # (Inside a transaction our own changes are not visible to other syncs yet.)
+        if done >= first_done + 2 and not transaction.get_connection().in_atomic_block:
+            return False  # a sync that started after we were called has loaded our rows
         routes = routes_desired()
         wanted = caddy_config(routes)
         try:
@@ -267,6 +300,7 @@ def routes_sync() -> bool:
             _mark_routed([])  # a Caddy that comes back starts empty: nothing is live
             raise
         _mark_routed(routes)
+        _sync_counted(done + 1)
     return changed
 
 

@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 S = SlotStatus
 MAX_FAILURES = 3
 READY_TIMEOUT = 20.0
+PROBE_FIRST_PAUSE = 0.005  # readiness probes back off from this...
+PROBE_MAX_PAUSE = 0.05  # ...to this
 STABLE_SECONDS = 60  # a container that dies sooner after its (re)build counts as a repeat
 COMMAND_LEASE_WAIT = 120.0  # a command waits this long for a running pass to finish
 TASK_LEASE_WAIT = 60.0  # a queued converge waits this long, then leaves it to the next pass
@@ -661,6 +663,7 @@ def _wait_ready(slot: PoolContainer, created: ContainerInfo) -> str:
     check_http = not (slot.status == S.RECOVERING and slot.runtime.app_runtime)
     deadline = time.monotonic() + READY_TIMEOUT
     next_inspect = 0.0
+    pause = PROBE_FIRST_PAUSE
     while time.monotonic() < deadline:
         # On a swarm the port answers on the node that runs the task.
         if check_http and health.http_answers(slot.port, timeout=0.5, host=created.node_addr):
@@ -673,7 +676,10 @@ def _wait_ready(slot: PoolContainer, created: ContainerInfo) -> str:
             if not check_http:
                 return ""
             next_inspect = time.monotonic() + 0.5
-        time.sleep(0.05)
+        # Short pauses first: a web server in a fresh container listens within tens of
+        # milliseconds, and every pause is added to a release or a recovery.
+        time.sleep(pause)
+        pause = min(pause * 2, PROBE_MAX_PAUSE)
     return f"the new container did not answer HTTP within {READY_TIMEOUT:.0f}s"
 
 
@@ -750,8 +756,7 @@ def content_push(*, slot: PoolContainer, container_id: str) -> None:
     an app runtime to restart its app."""
     engine = get_engine()
     root = slot.runtime.content_root
-    engine.exec(container_id, ["find", root, "-mindepth", "1", "-delete"], user="1000")
-    engine.put_archive(container_id, root, content.content_tar(slot_id=slot.pk))
+    engine.put_archive(container_id, root, content.content_tar(slot_id=slot.pk), replace=True)
     if slot.runtime.app_runtime:
         engine.signal(container_id, "SIGHUP")
 

@@ -90,8 +90,11 @@ class FakeEngine:
             self.files[container_id] = {}  # our "clear the content root" command
         return 0, ""
 
-    def put_archive(self, container_id: str, path: str, data: bytes) -> None:
+    def put_archive(self, container_id: str, path: str, data: bytes,
+                    replace: bool = False) -> None:
         self._require(container_id)
+        if replace:
+            self.files[container_id] = {}
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
             for member in archive.getmembers():
                 if member.isfile():

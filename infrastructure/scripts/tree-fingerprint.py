@@ -5,8 +5,8 @@ any difference fails the run, so a test can never have written into a live platf
 data dir unnoticed.
 
 A platform running from the same checkout keeps writing its own database and logs while
-the tests run, so for those (SQLite files and *.log) only the name counts, not the
-content: a new database or log file still shows.
+the tests run, so for those (SQLite files, *.log, and the Caddy sync counter *.count)
+only the name counts, not the content: a new database or log file still shows.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import hashlib
 import sys
 from pathlib import Path
 
-NAME_ONLY = (".sqlite3", ".sqlite3-wal", ".sqlite3-shm", ".sqlite3-journal", ".log")
+NAME_ONLY = (".sqlite3", ".sqlite3-wal", ".sqlite3-shm", ".sqlite3-journal", ".log",
+             ".count")
 
 
 def fingerprint(root: Path) -> list[str]:

@@ -7,7 +7,6 @@ reads it) and raises the project's own errors (see ``pools.engine.base``).
 from __future__ import annotations
 
 import contextlib
-import shlex
 import socket
 import ssl
 import time
@@ -20,6 +19,7 @@ from pools.errors import EngineError, EngineUnavailable, ImageMissing
 
 CONTENT_USER = "1000"  # every runtime's content root belongs to uid 1000
 EXEC_STDIN_TIMEOUT = 120  # seconds for one content push (50 MB at most)
+EXEC_EXIT_WAIT = 5.0  # seconds from the end of an exec's output to its recorded exit
 
 
 def _label_filters(instance: str, labels: dict[str, str]) -> list[str]:
@@ -147,16 +147,22 @@ class DockerEngine:
         result = self._call(container.exec_run, cmd, user=user, demux=False)
         return result.exit_code, (result.output or b"").decode("utf-8", "replace")
 
-    def put_archive(self, container_id: str, path: str, data: bytes) -> None:
-        """Unpack a tar into ``path`` as the content owner (uid 1000). Docker's own
-        archive endpoint writes into the image's layers, so it cannot reach a tmpfs
-        mount or a read-only root (moby#22020): `tar -x` inside, fed on stdin."""
+    def put_archive(self, container_id: str, path: str, data: bytes,
+                    replace: bool = False) -> None:
+        """Unpack a tar into ``path`` as the content owner (uid 1000); with ``replace``,
+        whatever ``path`` held is deleted first (one exec, not two: each costs a round
+        of Docker calls on every push). Docker's own archive endpoint writes into the
+        image's layers, so it cannot reach a tmpfs mount or a read-only root
+        (moby#22020): `tar -x` inside, fed on stdin."""
         self._require(container_id)
         # `head -c` ends tar's stdin after the archive's length: a TLS connection (a
         # swarm node's API) cannot be half-closed from Python, whose ssl shutdown drops
-        # the TLS layer before the answer is read.
-        unpack = f"head -c {len(data)} | tar -x -f - -C {shlex.quote(path)}"
-        code, output = self._exec_stdin(container_id, ["sh", "-c", unpack], data,
+        # the TLS layer before the answer is read. The path is an argument of the
+        # script, never part of it.
+        unpack = f'head -c {len(data)} | tar -x -f - -C "$1"'
+        if replace:
+            unpack = f'find "$1" -mindepth 1 -delete && {unpack}'
+        code, output = self._exec_stdin(container_id, ["sh", "-c", unpack, "sh", path], data,
                                         user=CONTENT_USER)
         if code != 0:
             raise EngineError(f"unpacking the files into {path} failed: {output.strip()[-500:]}")
@@ -184,13 +190,18 @@ class DockerEngine:
         return self._exec_exit_code(exec_id), output.decode("utf-8", "replace")
 
     def _exec_exit_code(self, exec_id: str) -> int:
-        # The output ends when the process closes it; its exit is recorded a moment later.
-        for _ in range(100):
+        # The output ends when the process closes it; its exit is recorded a moment later
+        # (usually within milliseconds: short pauses first, as each one delays a push).
+        deadline = time.monotonic() + EXEC_EXIT_WAIT
+        pause = 0.002
+        while True:
             state = self._call(self._client.api.exec_inspect, exec_id)
             if not state.get("Running") and state.get("ExitCode") is not None:
                 return int(state["ExitCode"])
-            time.sleep(0.05)
-        raise EngineError(f"exec {exec_id[:12]} did not finish")
+            if time.monotonic() > deadline:
+                raise EngineError(f"exec {exec_id[:12]} did not finish")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     def logs(self, container_id: str, tail: int = 100, timestamps: bool = False) -> str:
         container = self._require(container_id)
@@ -347,6 +358,14 @@ def _tls_client(base_url: str, tls: Any, timeout: int) -> Any:
                                  version=TLS_API_VERSION)
     client.api.trust_env = False
     return client
+
+
+def sdk_import() -> None:
+    """Import the Docker SDK now rather than on first use: a process that forks workers
+    afterwards (the task cluster) then shares one copy with all of them."""
+    import docker  # noqa: F401
+    import docker.utils.socket  # noqa: F401
+    import requests  # noqa: F401
 
 
 def _unreachable_message(exc: Exception) -> str:

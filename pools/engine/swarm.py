@@ -227,9 +227,10 @@ class SwarmEngine:
         engine, container = self._on_node(container_id)
         return engine.exec(container, cmd, user=user)
 
-    def put_archive(self, container_id: str, path: str, data: bytes) -> None:
+    def put_archive(self, container_id: str, path: str, data: bytes,
+                    replace: bool = False) -> None:
         engine, container = self._on_node(container_id)
-        engine.put_archive(container, path, data)
+        engine.put_archive(container, path, data, replace=replace)
 
     def logs(self, container_id: str, tail: int = 100, timestamps: bool = False) -> str:
         engine, container = self._on_node(container_id)

@@ -80,11 +80,8 @@ def get(port: int, *, expect: str, timeout: float = 15.0) -> tuple[int, str]:
 
 
 def push(engine: DockerEngine, container_id: str, root: str, files: dict[str, str]) -> None:
-    """What the platform does on an upload: clear the root as uid 1000, put a tar owned
-    by 1000."""
-    code, output = engine.exec(container_id, ["find", root, "-mindepth", "1", "-delete"],
-                               user="1000")
-    assert code == 0, output
+    """What the platform does on an upload: replace the root's content, as uid 1000,
+    with a tar owned by 1000 (one exec that clears and unpacks)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name, text in files.items():
@@ -93,7 +90,7 @@ def push(engine: DockerEngine, container_id: str, root: str, files: dict[str, st
             member.size, member.mode, member.uid, member.gid = len(data), 0o644, 1000, 1000
             member.mtime = int(time.time())
             archive.addfile(member, io.BytesIO(data))
-    engine.put_archive(container_id, root, buffer.getvalue())
+    engine.put_archive(container_id, root, buffer.getvalue(), replace=True)
 
 
 def wait_for_log(engine: DockerEngine, container_id: str, text: str,
@@ -160,6 +157,10 @@ def test_uploaded_static_files_replace_the_placeholder(
     assert status == 200 and f"my {runtime} site" in body
     logs = wait_for_log(docker_engine, info.id, "GET / HTTP/1.1")
     assert "GET / HTTP/1.1" in logs  # the access log goes to the container log
+    # A second push replaces: the first push's files are gone, odd names included.
+    push(docker_engine, info.id, RUNTIMES[runtime].content_root, {"-v x.html": "second"})
+    root = RUNTIMES[runtime].content_root
+    assert docker_engine.exec(info.id, ["ls", "-A", root])[1].strip().split("\n") == ["-v x.html"]
 
 
 # --- python ---------------------------------------------------------------------------

@@ -306,6 +306,21 @@ def _dockerd_pid() -> int | None:
     return pid if pid and cmdline.exists() and b"dockerd" in cmdline.read_bytes() else None
 
 
+def _must_talk_to_the_host_daemon() -> None:
+    """The restart below is of the host's daemon (its pid file, in the host's namespaces).
+    A run pointed at another engine (DOCKER_HOST: a lab dockerd in a network namespace)
+    must not restart the host's instead: seen once, from inside such a namespace, where
+    the restarted daemon found no cgroups and stayed down."""
+    docker_host = os.environ.get("DOCKER_HOST", "")
+    if docker_host not in ("", "unix:///var/run/docker.sock", "unix:///run/docker.sock"):
+        pytest.fail(f"DOCKER_HOST={docker_host} is not the host's daemon: not restarting it")
+    pid = _dockerd_pid()
+    for ns in ("net", "mnt"):  # a daemon started from here would live in our namespaces
+        if pid and os.readlink(f"/proc/self/ns/{ns}") != os.readlink(f"/proc/{pid}/ns/{ns}"):
+            pytest.fail(f"this run is in another {ns} namespace than the host's daemon: "
+                        "not restarting it from here")
+
+
 def _systemd_docker() -> bool:
     if not shutil.which("systemctl"):
         return False
@@ -359,6 +374,7 @@ def restart_dockerd(log_dir: Path) -> float:
 def test_daemon_restart_during_passes_replaces_nothing_and_converges(
         watcher: LiveStack) -> None:
     stack = watcher
+    _must_talk_to_the_host_daemon()
     assert _dockerd_pid() is not None or _systemd_docker(), "no local dockerd to restart"
     user, deployment, marker = launch_site(stack, "dora")
     sites = {deployment["port"]: marker}

@@ -105,10 +105,10 @@ def test_a_recovered_slot_whose_push_failed_is_repushed_by_the_pass(
     real_put = real_engine.put_archive
     failures = [EngineError("put_archive refused")]
 
-    def flaky_put(container_id: str, path: str, data: bytes) -> None:
+    def flaky_put(container_id: str, path: str, data: bytes, replace: bool = False) -> None:
         if failures:
             raise failures.pop()
-        real_put(container_id, path, data)
+        real_put(container_id, path, data, replace=replace)
 
     with pytest.MonkeyPatch.context() as flaky:
         flaky.setattr(real_engine, "put_archive", flaky_put)

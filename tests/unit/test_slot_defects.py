@@ -264,12 +264,12 @@ def test_a_stale_push_never_brings_a_deleted_file_back(
         finally:
             connection.close()
 
-    def put_archive(container_id: str, path: str, data: bytes) -> None:
+    def put_archive(container_id: str, path: str, data: bytes, replace: bool = False) -> None:
         if not racer:  # the worker's push has its tar; the user's delete comes in now
             racer.append(threading.Thread(target=delete_in_the_web_process))
             racer[0].start()
             racer[0].join(timeout=1.0)
-        real_put(container_id, path, data)
+        real_put(container_id, path, data, replace=replace)
 
     content.content_add(slot_id=slot_of(deployment),
                         uploads=[("gone.html", io.BytesIO(b"deleted later"))])
@@ -296,10 +296,10 @@ def test_failed_push_after_recovery_is_repushed_by_the_next_pass(
     # The push after the recovery fails, and so does the pass's own retry of it.
     failures = [EngineError("put_archive: daemon hiccup")] * 2
 
-    def flaky_put(container_id: str, path: str, data: bytes) -> None:
+    def flaky_put(container_id: str, path: str, data: bytes, replace: bool = False) -> None:
         if failures:
             raise failures.pop()
-        real_put(container_id, path, data)
+        real_put(container_id, path, data, replace=replace)
 
     monkeypatch.setattr(fake_engine, "put_archive", flaky_put)
     first = monitor.reconcile_pass()

@@ -22,20 +22,26 @@ The benchmark asserts nothing: it reports each measure next to its target.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
+import http.client
 import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +57,7 @@ from common import (  # noqa: E402
     SlotDB,
     docker_mem_mib,
     http_text,
+    loadavg,
     machine_info,
     port_is_free,
     process_groups_pss,
@@ -60,10 +67,13 @@ from common import (  # noqa: E402
     wait_until,
 )
 
-from tests.live import LiveStack  # noqa: E402
+from tests.caddy import CaddyProcess, https_get  # noqa: E402
+from tests.live import LiveStack, free_port  # noqa: E402
+from tests.pgserver import throwaway_postgres  # noqa: E402
 
 PASSWORD = "bench-Secret-123"
 KILL_FILE = "bench-kill.txt"
+APPS_DOMAIN = "apps.localhost"  # settings' default; the bench stacks keep it
 # The pools' rule: a container that dies within this many seconds of its build
 # (built_at) counts as a repeat failure and backs off instead of being replaced at
 # once (pools.services.STABLE_SECONDS). Kill targets are claimed early and killed only
@@ -85,6 +95,7 @@ class Sizes:
     upload_reps: int
     app_reps: int
     margin: int  # spare idle nginx slots
+    locust_cycles: int  # claim+release cycles per locust user (one user per burst client)
 
     @property
     def burst_claims(self) -> int:
@@ -104,13 +115,13 @@ class Sizes:
 
 FULL = Sizes(warmup=10, seq=200, burst_clients=32, burst_per_client=7, cold_reps=5,
              release_reps=10, kill_watch_reps=5, kill_reconcile_reps=3, init_count=40,
-             upload_reps=5, app_reps=3, margin=8)
+             upload_reps=5, app_reps=3, margin=8, locust_cycles=7)
 SMALL = Sizes(warmup=1, seq=4, burst_clients=2, burst_per_client=2, cold_reps=1,
               release_reps=1, kill_watch_reps=1, kill_reconcile_reps=1, init_count=3,
-              upload_reps=1, app_reps=1, margin=1)
+              upload_reps=1, app_reps=1, margin=1, locust_cycles=2)
 
 
-# --- targets (issue 8, 2-core machine) ---------------------------------------------------
+# --- targets (issue 15, 2-core machine, quiet host, one run) -----------------------------
 @dataclass(frozen=True)
 class Target:
     key: str  # dotted path into the results' sections
@@ -118,24 +129,44 @@ class Target:
     unit: str
     op: str  # "<=", ">=", "==" or "" (informational)
     limit: float | None = None
+    # A limit derived from the same run: value at limit_key, plus limit.
+    limit_key: str = ""
 
 
 TARGETS = [
     Target("claim_sequential.p50_ms", "1. claim, sequential: p50", "ms", "<=", 5),
-    Target("claim_sequential.p95_ms", "1. claim, sequential: p95", "ms", ""),
     Target("claim_sequential.p99_ms", "1. claim, sequential: p99", "ms", "<=", 15),
-    Target("burst.throughput_per_s", "2. burst: throughput", "claims/s", ">=", 300),
-    Target("burst.p50_ms", "2. burst: p50", "ms", ""),
-    Target("burst.p99_ms", "2. burst: p99", "ms", "<=", 150),
-    Target("burst.errors", "2. burst: errors", "", "==", 0),
+    Target("claim_sequential.auth_get.p50_ms",
+           "1. authenticated GET of the empty deployment list: p50", "ms", ""),
+    Target("claim_sequential.ratio_vs_auth_get_p50", "1. claim p50 / authenticated GET p50",
+           "×", "<=", 2),
+    Target("burst.idle_before", "2. burst, SQLite: idle slots at the start", "", ">=", 200),
+    Target("burst.throughput_per_s", "2. burst, SQLite, 32 clients: throughput", "claims/s",
+           ">=", 200),
+    Target("burst.p99_over_mean", "2. burst, SQLite: p99 / mean", "×", "<=", 2.5),
+    Target("burst.errors", "2. burst, SQLite: errors", "", "==", 0),
+    Target("burst_postgres.idle_before", "2. burst, PostgreSQL: idle slots at the start", "",
+           ">=", 200),
+    Target("burst_postgres.throughput_per_s", "2. burst, PostgreSQL, 32 clients: throughput",
+           "claims/s", ">=", 250),
+    Target("burst_postgres.p99_over_mean", "2. burst, PostgreSQL: p99 / mean", "×", "<=", 2.5),
+    Target("burst_postgres.errors", "2. burst, PostgreSQL: errors", "", "==", 0),
+    Target("locust.claims_per_s", "2. cross-check, locust claim/release mix: claims/s",
+           "claims/s", ""),
+    Target("locust.ratio_vs_burst", "2. cross-check: locust claims/s / burst claims/s", "×",
+           ""),
+    Target("locust.failures", "2. cross-check, locust: failures", "", "==", 0),
     Target("cold_start.median_ms", "3. cold start (docker run → HTTP): median", "ms", ""),
-    Target("cold_start.ratio_vs_claim_p50", "3. cold start / claim p50", "×", ">=", 20),
-    Target("release_to_idle.p50_ms", "4. release → slot idle: p50", "ms", "<=", 1000),
-    Target("kill_recovery.watcher.p50_ms", "5. kill → file served, watcher: p50", "ms",
-           "<=", 3000),
+    Target("cold_start.ratio_vs_claim_p50", "3. cold start / claim p50", "×", ">=", 40),
+    Target("release_to_idle.p50_ms", "4. release → slot idle, Docker part: p50", "ms", "<=",
+           600),
+    Target("release_to_idle_https.p50_ms",
+           "4. release → idle with the new slug's HTTPS route serving: p50", "ms", "<=", 1200),
+    Target("kill_recovery.watcher.p50_ms", "5. kill → file served, watcher: p50 "
+           "(≤ this run's cold start + 250 ms)", "ms", "<=", 250, "cold_start.median_ms"),
     Target("kill_recovery.reconcile.p50_ms",
            "5. kill → file served, reconcile pass: p50", "ms", ""),
-    Target("pool_init.wall_s", "6. pool init: wall time", "s", "<=", 10),
+    Target("pool_init.wall_s", "6. pool init, routes included: wall time", "s", "<=", 10),
     Target("pool_init.containers_per_s", "6. pool init: containers/s", "/s", ""),
     Target("upload.nginx.p50_ms", "7. upload → visible, nginx index.html: p50", "ms", ""),
     Target("upload.python.p50_ms", "7. upload → new answer, python app.py: p50", "ms", ""),
@@ -150,8 +181,153 @@ ALL_RUNTIMES = ("nginx", "apache", "python", "node")
 # Slots besides nginx: one idle container each for the memory measure, and python one
 # more for the app upload.
 EXTRA_SLOTS = {"apache": 1, "python": 2, "node": 1}
-SECTIONS = ["claim_sequential", "burst", "cold_start", "release_to_idle", "kill_recovery",
-            "pool_init", "upload", "memory"]
+SECTIONS = ["claim_sequential", "burst", "recycle", "locust", "cold_start", "release_to_idle",
+            "upload", "kill_recovery", "memory", "release_to_idle_https", "pool_init",
+            "burst_postgres"]
+
+
+# --- the stacks' outside pieces ----------------------------------------------------------
+def ensure_network(stack: LiveStack) -> None:
+    """The instance's network, made before ``pool init`` creates containers in
+    parallel: its threads each check-then-create it, and Docker accepts duplicate names,
+    so a fresh instance can end with several and every create fails with "network ...
+    is ambiguous" (reported; see docs/BENCHMARKS.md)."""
+    stack.manage("shell", "-c", "from pools.services import ensure_network; ensure_network()")
+
+
+def routed(caddy: CaddyProcess, slug: str) -> bool:
+    """Does Caddy pass https://<slug>.<apps domain>/ to a container? An idle nginx has
+    no index page (403/404 from nginx); Caddy's own answers are its fallback page (no
+    route) or 502 (a route, no container)."""
+    try:
+        status, body = https_get(caddy, f"{slug}.{APPS_DOMAIN}", timeout=2)
+    except (OSError, http.client.HTTPException):
+        return False
+    return status not in (0, 502) and "No site here" not in body
+
+
+@contextmanager
+def throwaway_redis() -> Iterator[str]:
+    """Debian's redis-server on a free loopback port, no persistence; stopped after."""
+    port = free_port()
+    directory = tempfile.mkdtemp(prefix="paas-bench-redis-")
+    proc = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+         "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: not port_is_free(port), timeout=15, interval=0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def pg_idle_count(url: str) -> int:
+    import psycopg  # the bench's only direct PostgreSQL access
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM pools_poolcontainer WHERE status = 'idle'").fetchone()
+    return int(row[0]) if row else 0
+
+
+# --- measures shared by the stacks ----------------------------------------------------------
+def burst_run(clients: list[Client], per_client: int, *,
+              idle_before: int) -> tuple[dict[str, Any], list[tuple[Client, int]]]:
+    """Every client claims ``per_client`` nginx deployments back to back, all starting
+    at one barrier. Returns the figures and the (client, deployment id) claimed."""
+    for c in clients:  # open each keep-alive connection before the clock starts
+        c.session.get(f"{c.base}/api/runtimes/", timeout=30).raise_for_status()
+    barrier = threading.Barrier(len(clients))
+    samples: list[tuple[float, float, int]] = []  # (start, latency, status)
+    claimed: list[tuple[Client, int]] = []
+    lock = threading.Lock()
+
+    def worker(c: Client) -> None:
+        mine: list[tuple[float, float, int]] = []
+        ids: list[int] = []
+        barrier.wait()
+        for _ in range(per_client):
+            start = time.perf_counter()
+            try:
+                elapsed, code, body = c.claim("nginx")
+            except requests.RequestException:
+                elapsed, code, body = time.perf_counter() - start, 0, {}
+            mine.append((start, elapsed, code))
+            if code == 201:
+                ids.append(int(body["id"]))
+        with lock:
+            samples.extend(mine)
+            claimed.extend((c, i) for i in ids)
+
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        list(pool.map(worker, clients))
+    ok = [lat for _, lat, code in samples if code == 201]
+    first = min(start for start, _, _ in samples)
+    last = max(start + lat for start, lat, _ in samples)
+    wall = last - first
+    codes: dict[str, int] = {}
+    for _, _, code in samples:
+        codes[str(code)] = codes.get(str(code), 0) + 1
+    result: dict[str, Any] = {
+        "clients": len(clients), "claims": len(samples), "idle_before": idle_before,
+        "wall_s": round(wall, 3), "throughput_per_s": round(len(ok) / wall, 1),
+        "errors": len(samples) - len(ok), "status_codes": codes,
+    }
+    if ok:
+        result.update(summary_ms(ok))
+        result["p99_over_mean"] = round(result["p99_ms"] / result["mean_ms"], 2)
+    return result, claimed
+
+
+def locust_run(url: str, tokens: list[str], *, cycles: int, work_dir: Path) -> dict[str, Any]:
+    """locustfile.py headless against ``url``: one locust user per token, each
+    ``cycles`` claim+release cycles. Its own figures, from its CSV."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "tokens.json").write_text(json.dumps(tokens))
+    users = len(tokens)
+    # A safety cap only: the last user to finish ends the run.
+    limit = 60 + cycles * users // 4
+    cmd = [str(Path(sys.executable).parent / "locust"), "-f",
+           str(Path(__file__).with_name("locustfile.py")), "--host", url, "--headless",
+           "-u", str(users), "-r", str(users), "-t", f"{limit}s", "--reset-stats",
+           "--only-summary", "--csv", str(work_dir / "locust"), "--loglevel", "WARNING"]
+    env = {**os.environ, "BENCH_LOCUST_TOKENS": str(work_dir / "tokens.json"),
+           "BENCH_LOCUST_CYCLES": str(cycles)}
+    started = time.perf_counter()
+    proc = run(cmd, check=False, timeout=limit + 60, env=env)
+    wall = time.perf_counter() - started
+    (work_dir / "locust.log").write_text(proc.stdout + proc.stderr)
+    rows = {row["Name"]: row for row in
+            csv.DictReader((work_dir / "locust_stats.csv").open())}
+    if "claim" not in rows:
+        raise RuntimeError(f"locust made no claim (exit {proc.returncode}):\n"
+                           + (proc.stdout + proc.stderr)[-2000:])
+    claim, release = rows["claim"], rows.get("release", {})
+
+    def num(row: dict[str, str], column: str) -> float:
+        return float(row.get(column) or 0)
+
+    result: dict[str, Any] = {
+        "tool": run([cmd[0], "--version"], check=False).stdout.split(" from ")[0].strip(),
+        "users": users, "cycles_per_user": cycles, "exit_code": proc.returncode,
+        "wall_s": round(wall, 1),
+        "claims": int(num(claim, "Request Count")),
+        "releases": int(num(release, "Request Count")),
+        "failures": int(num(rows.get("Aggregated", claim), "Failure Count")),
+        "claims_per_s": round(num(claim, "Requests/s"), 1),
+        "requests_per_s": round(num(rows.get("Aggregated", claim), "Requests/s"), 1),
+        "claim_p50_ms": num(claim, "50%"), "claim_p99_ms": num(claim, "99%"),
+        "claim_mean_ms": round(num(claim, "Average Response Time"), 2),
+        "release_p50_ms": num(release, "50%"),
+        "command": shlex.join(cmd),
+    }
+    if result["failures"]:
+        failures = work_dir / "locust_failures.csv"
+        result["failure_sample"] = failures.read_text()[:1000] if failures.exists() else ""
+    return result
 
 
 # --- the benchmark ------------------------------------------------------------------------
@@ -174,15 +350,7 @@ class Bench:
             sizes=f"nginx={sizes.nginx_pool},"
                   + ",".join(f"{rt}={EXTRA_SLOTS[rt] if rt in runtimes else 0}"
                              for rt in ALL_RUNTIMES[1:]),
-            extra_env={
-                "PAAS_PORT_RANGES": ranges,
-                "PAAS_USER_QUOTA": "1000",
-                "PAAS_AUTH_THROTTLE": "100000/min",
-                "PAAS_LOGIN_FAILURE_LIMIT": "1000",
-                "PAAS_ACCESS_TOKEN_MINUTES": "600",
-                "PAAS_MONITOR_INTERVAL": "3600",
-                "PAAS_LOG_LEVEL": "WARNING",
-            },
+            extra_env={**self.stack_env(), "PAAS_PORT_RANGES": ranges},
             watcher=True,
             web_workers=int(os.environ.get("BENCH_WEB_WORKERS", "2")),
         )
@@ -213,8 +381,7 @@ class Bench:
         # parallel: its threads each check-then-create it, and Docker accepts duplicate
         # names, so a fresh instance can end with several and every create fails with
         # "network ... is ambiguous" (reported; see docs/BENCHMARKS.md).
-        self.stack.manage("shell", "-c", "from pools.services import ensure_network; "
-                          "ensure_network()")
+        ensure_network(self.stack)
         started = time.perf_counter()
         self.stack.start()
         elapsed = time.perf_counter() - started
@@ -238,7 +405,8 @@ class Bench:
             "username": "bench-api", "password": PASSWORD}, timeout=30)
         resp.raise_for_status()
         self.tokens["bench-api"] = resp.json()["access"]
-        names = ["bench-seq", "bench-ops", *(f"bench-burst-{i}" for i in range(s.burst_clients))]
+        names = ["bench-seq", "bench-ops", *(f"bench-burst-{i}" for i in range(s.burst_clients)),
+                 *(f"bench-locust-{i}" for i in range(s.burst_clients))]
         script = (
             "import json\n"
             "from django.contrib.auth import get_user_model\n"
@@ -271,9 +439,23 @@ class Bench:
     def client(self, user: str) -> Client:
         return Client(self.stack.url, self.tokens[user])
 
-    def remove_networks(self) -> None:
+    @staticmethod
+    def stack_env() -> dict[str, str]:
+        """What every bench stack sets: no quota or throttle in the way of the load,
+        tokens that outlive the run, no periodic monitor pass in the measures."""
+        return {
+            "PAAS_USER_QUOTA": "1000",
+            "PAAS_AUTH_THROTTLE": "100000/min",
+            "PAAS_LOGIN_FAILURE_LIMIT": "1000",
+            "PAAS_ACCESS_TOKEN_MINUTES": "600",
+            "PAAS_MONITOR_INTERVAL": "3600",
+            "PAAS_LOG_LEVEL": "WARNING",
+        }
+
+    @staticmethod
+    def remove_networks(instance: str) -> None:
         """Every network named like the instance's (duplicates included), by id."""
-        name = f"paas-{self.instance}"
+        name = f"paas-{instance}"
         out = run(["docker", "network", "ls", "--filter", f"name={name}", "--format",
                    "{{.ID}} {{.Name}}"], check=False).stdout
         ids = [line.split()[0] for line in out.splitlines() if line.split()[1:] == [name]]
@@ -282,7 +464,17 @@ class Bench:
 
     # -- 1. sequential claims ------------------------------------------------------------
     def claim_sequential(self) -> dict[str, Any]:
+        """The claims, and first the yardstick issue 15 compares them with: an
+        authenticated GET of the deployment list by the same client (same keep-alive
+        session, same JWT) while its user has no deployment yet."""
         client = self.client("bench-seq")
+        gets: list[float] = []
+        for i in range(self.sizes.warmup + self.sizes.seq):
+            elapsed, code = client.list_deployments()
+            if code != 200:
+                raise RuntimeError(f"GET /api/deployments/ answered {code}")
+            if i >= self.sizes.warmup:
+                gets.append(elapsed)
         for _ in range(self.sizes.warmup):
             client.claim_ok("nginx")
         latencies: list[float] = []
@@ -293,47 +485,58 @@ class Bench:
                 latencies.append(elapsed)
             else:
                 errors += 1
-        return {**summary_ms(latencies), "errors": errors, "warmup": self.sizes.warmup}
+        result = {**summary_ms(latencies), "errors": errors, "warmup": self.sizes.warmup,
+                  "auth_get": summary_ms(gets)}
+        result["ratio_vs_auth_get_p50"] = round(result["p50_ms"] / result["auth_get"]["p50_ms"], 2)
+        return result
 
     # -- 2. burst ---------------------------------------------------------------------
     def burst(self) -> dict[str, Any]:
-        s = self.sizes
         assert self.db is not None
+        clients = [self.client(f"bench-burst-{i}") for i in range(self.sizes.burst_clients)]
+        result, self.burst_claimed = burst_run(clients, self.sizes.burst_per_client,
+                                               idle_before=self.db.counts().get("idle", 0))
+        return result
+
+    # -- 2b. the burst's slots back (so locust finds as many idle) ----------------------
+    def recycle(self) -> dict[str, Any]:
+        """Release every burst deployment at once (32 clients) and wait until the pool
+        has as many idle slots as before the burst: the recycle rate, and the pool the
+        locust run needs."""
+        assert self.db is not None
+        db = self.db
+        target = self.results["burst"].get("idle_before", 0)
+        claimed = self.burst_claimed
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=self.sizes.burst_clients) as pool:
+            list(pool.map(lambda cd: cd[0].release(cd[1]), claimed))
+        released = time.perf_counter() - started
+        wait_until(lambda: db.counts().get("idle", 0) >= target, timeout=600, interval=0.1)
+        wall = time.perf_counter() - started
+        return {"released": len(claimed), "release_requests_s": round(released, 2),
+                "all_idle_again_s": round(wall, 2),
+                "recycled_per_s": round(len(claimed) / wall, 1) if wall else None}
+
+    # -- 2c. locust cross-check -------------------------------------------------------
+    def locust(self) -> dict[str, Any]:
+        assert self.db is not None
+        users = self.sizes.burst_clients
+        tokens = [self.tokens[f"bench-locust-{i}"] for i in range(users)]
         idle_before = self.db.counts().get("idle", 0)
-        clients = [self.client(f"bench-burst-{i}") for i in range(s.burst_clients)]
-        for c in clients:  # open each keep-alive connection before the clock starts
-            c.session.get(f"{self.stack.url}/api/runtimes/", timeout=30).raise_for_status()
-        barrier = threading.Barrier(s.burst_clients)
-        samples: list[tuple[float, float, int]] = []  # (start, latency, status)
-        lock = threading.Lock()
-
-        def worker(c: Client) -> None:
-            mine: list[tuple[float, float, int]] = []
-            barrier.wait()
-            for _ in range(s.burst_per_client):
-                start = time.perf_counter()
-                try:
-                    elapsed, code, _ = c.claim("nginx")
-                except requests.RequestException:
-                    elapsed, code = time.perf_counter() - start, 0
-                mine.append((start, elapsed, code))
-            with lock:
-                samples.extend(mine)
-
-        with ThreadPoolExecutor(max_workers=s.burst_clients) as pool:
-            list(pool.map(worker, clients))
-        ok = [lat for _, lat, code in samples if code == 201]
-        first = min(start for start, _, _ in samples)
-        last = max(start + lat for start, lat, _ in samples)
-        wall = last - first
-        codes: dict[str, int] = {}
-        for _, _, code in samples:
-            codes[str(code)] = codes.get(str(code), 0) + 1
-        return {
-            "clients": s.burst_clients, "claims": len(samples), "idle_before": idle_before,
-            "wall_s": round(wall, 3), "throughput_per_s": round(len(ok) / wall, 1),
-            "errors": len(samples) - len(ok), "status_codes": codes, **summary_ms(ok),
-        }
+        result = locust_run(self.stack.url, tokens, cycles=self.sizes.locust_cycles,
+                            work_dir=self.stack.data_dir / "locust")
+        burst = self.results["burst"].get("throughput_per_s")
+        if burst and result.get("claims_per_s"):
+            result["ratio_vs_burst"] = round(result["claims_per_s"] / burst, 2)
+        result["idle_before"] = idle_before
+        # Its releases recycle many slots at once: let them finish before anything else
+        # is timed (they would share the machine with the next sections).
+        db = self.db
+        started = time.perf_counter()
+        wait_until(lambda: db.counts().get("idle", 0) >= idle_before, timeout=600,
+                   interval=0.1)
+        result["all_idle_again_s"] = round(time.perf_counter() - started, 2)
+        return result
 
     # -- 3. cold start -----------------------------------------------------------------
     def cold_start(self, claim_p50_ms: float | None) -> dict[str, Any]:
@@ -456,24 +659,69 @@ class Bench:
         marks["served_s"] = time.perf_counter() - start
         return marks
 
-    # -- 6. pool init ----------------------------------------------------------------------
-    def pool_init(self) -> dict[str, Any]:
+    # -- 6. pool init, routes included (the HTTPS stack) ---------------------------------
+    def pool_init(self, stack: LiveStack, caddy: CaddyProcess, db: SlotDB) -> dict[str, Any]:
+        """``pool add nginx N`` on a stack behind Caddy, until every new slot's hostname
+        is routed to its container (a slot's route is loaded before it turns idle, so
+        this is the command's own time plus a check)."""
         n = self.sizes.init_count
-        parallel = self.stack.env.get("PAAS_CREATE_PARALLEL", "4 (default)")
+        parallel = stack.env.get("PAAS_CREATE_PARALLEL", "4 (default)")
+        ports_before = set(db.ports())
         start = time.perf_counter()
         cmd = run([sys.executable, "manage.py", "pool", "add", "nginx", str(n)],
-                  env=self.stack.env, timeout=600)
-        wall = time.perf_counter() - start
+                  env=stack.env, timeout=600)
+        command_s = time.perf_counter() - start
         progress = re.findall(r"\[(\d+)/(\d+)\] slot \d+ (ready|not ready[^(]*?)\s*\(([\d.]+)s\)",
                               cmd.stdout)
         ready = sum(1 for p in progress if p[2] == "ready")
-        internal = float(progress[-1][3]) if progress else wall
+        internal = float(progress[-1][3]) if progress else command_s
         if ready != n:
             raise RuntimeError(f"only {ready}/{n} containers ready:\n{cmd.stdout[-2000:]}")
+        new_ports = [p for p in db.ports() if p not in ports_before]
+        pending = {db.slot(p)["slug"] for p in new_ports}
+        routed_at_end = sum(1 for slug in pending if routed(caddy, slug))
+
+        def all_routed() -> bool:
+            pending.difference_update({slug for slug in pending if routed(caddy, slug)})
+            return not pending
+
+        wait_until(all_routed, timeout=120, interval=0.05)
+        wall = time.perf_counter() - start
         return {"containers": n, "parallel": parallel, "wall_s": round(wall, 2),
+                "command_s": round(command_s, 2), "routed_when_command_ended": routed_at_end,
                 "containers_per_s": round(n / wall, 2),
                 "create_phase_s": round(internal, 2),
                 "create_phase_per_s": round(n / internal, 2) if internal else None}
+
+    # -- 4b. release -> idle with the new slug's HTTPS route (the HTTPS stack) ---------
+    def release_to_idle_https(self, client: Client, caddy: CaddyProcess,
+                              db: SlotDB) -> dict[str, Any]:
+        """As section 4, on a stack behind Caddy, until the slot's new hostname is
+        answered by its container over HTTPS."""
+        idle: list[float] = []
+        served: list[float] = []
+        for _ in range(self.sizes.release_reps):
+            dep = client.claim_ok("nginx")
+            before = db.slot(dep["port"])
+            start = time.perf_counter()
+            client.release(dep["id"])
+
+            def idle_again(port: int = dep["port"], gen: int = before["generation"]) -> bool:
+                row = db.slot(port)
+                return bool(row["status"] == "idle" and row["generation"] > gen)
+
+            wait_until(idle_again, timeout=60)
+            idle.append(time.perf_counter() - start)
+            slug = db.slot(dep["port"])["slug"]
+            if not slug or slug == before["slug"]:
+                raise RuntimeError(f"slot on {dep['port']} is idle without a new slug")
+
+            def serving(slug: str = slug) -> bool:
+                return routed(caddy, slug)
+
+            wait_until(serving, timeout=60)
+            served.append(time.perf_counter() - start)
+        return {**summary_ms(served), "idle_p50_ms": round(statistics.median(idle) * 1000, 1)}
 
     # -- 7. upload -> visible ------------------------------------------------------------
     def upload(self) -> dict[str, Any]:
@@ -566,7 +814,7 @@ class Bench:
             "machine": machine_info(),
             "git": run(["git", "rev-parse", "--short", "HEAD"], check=False).stdout.strip(),
             # Other work on the host skews every number: the load is part of the result.
-            "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
+            "loadavg_before": loadavg(),
             "web": f"gunicorn gthread, {self.stack.web_workers} workers x 8 threads",
         }
         started = time.perf_counter()
@@ -574,13 +822,14 @@ class Bench:
             meta["setup"] = self.setup()
             self.section("claim_sequential", self.claim_sequential)
             self.section("burst", self.burst)
+            self.section("recycle", self.recycle)
+            self.section("locust", self.locust)
             p50 = self.results["claim_sequential"].get("p50_ms")
             self.section("cold_start", lambda: self.cold_start(p50))
             self.section("release_to_idle", self.release_to_idle)
             self.section("upload", self.upload)
             self.section("kill_recovery", self.kill_recovery)
             self.section("memory", self.memory)
-            self.section("pool_init", self.pool_init)
         except Exception as exc:
             traceback.print_exc()
             meta["error"] = f"{type(exc).__name__}: {exc}"
@@ -589,17 +838,118 @@ class Bench:
             say("cleaning up (stack, containers)")
             self.remove_cold()
             self.stack.stop()
-            self.remove_networks()
-            left = run(["docker", "ps", "-aq", "--filter",
-                        f"label=paas.instance={self.instance}"], check=False).stdout.split()
-            meta["containers_left"] = len(left)
-            meta["total_s"] = round(time.perf_counter() - started, 1)
-            meta["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+            self.remove_networks(self.instance)
+        # One stack at a time: each of the next two starts after the previous is gone.
+        self.other_stack(["release_to_idle_https", "pool_init"], self.https_stack)
+        self.other_stack(["burst_postgres"], self.postgres_stack)
+        left = 0
+        for instance in (self.instance, f"{self.instance}-https", f"{self.instance}-pg"):
+            left += len(run(["docker", "ps", "-aq", "--filter",
+                             f"label=paas.instance={instance}"], check=False).stdout.split())
+        meta["containers_left"] = left
+        meta["total_s"] = round(time.perf_counter() - started, 1)
+        meta["loadavg_after"] = loadavg()
         for name in SECTIONS:
             self.results.setdefault(name, {"error": "not run"})
         return {"meta": meta, "sections": self.results,
                 "targets": evaluate(self.results)}
 
+    def other_stack(self, sections: list[str], fn: Callable[[], None]) -> None:
+        """Run ``fn`` (a stack of its own and its sections); a failure to start the
+        stack is reported on each of its sections."""
+        try:
+            fn()
+        except Exception as exc:
+            traceback.print_exc()
+            for name in sections:
+                self.results.setdefault(name, {"error": f"{type(exc).__name__}: {exc}"})
+
+    # -- the HTTPS stack: sections 4b and 6 -----------------------------------------------
+    def https_stack(self) -> None:
+        """The default front door: a stack behind a Caddy of its own (bench_proxy.py's
+        set-up), so releases and pool builds include loading the slots' routes."""
+        if not shutil.which("caddy"):
+            run([str(ROOT / "infrastructure/scripts/ensure-caddy.sh")], timeout=600)
+        instance = f"{self.instance}-https"
+        b = self.port_base + 720
+        caddy = CaddyProcess()
+        caddy.start()
+        stack = LiveStack(
+            instance=instance, port_base=b, sizes="nginx=2,apache=0,python=0,node=0",
+            extra_env={**caddy.env, **self.stack_env(), "PAAS_PORT_RANGES":
+                       f"nginx={b}-{b + 99},apache={b + 100}-{b + 104},"
+                       f"python={b + 105}-{b + 109},node={b + 110}-{b + 114}"},
+            watcher=True, web_workers=self.stack.web_workers)
+        stack.env["PAAS_PORT"] = str(stack.port)  # Caddy's upstream: this stack's gunicorn
+        try:
+            say(f"HTTPS stack {instance}: Caddy admin on {caddy.admin_port}")
+            stack.manage("migrate", "--noinput")
+            ensure_network(stack)
+            stack.start()
+            stack.manage("proxy", "sync", "--wait", "10")
+            tokens = stack.create_users(["bench-https"], password=PASSWORD)
+            # The API through the front door, as users reach it (gunicorn's own port
+            # redirects to HTTPS when Caddy is on).
+            client = Client(f"https://localhost:{caddy.https_port}", tokens["bench-https"])
+            client.session.verify = str(caddy.root_cert)
+            client.session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+            db = SlotDB(stack.data_dir / "paas.sqlite3")
+            self.section("release_to_idle_https",
+                         lambda: self.release_to_idle_https(client, caddy, db))
+            self.section("pool_init", lambda: self.pool_init(stack, caddy, db))
+        finally:
+            stack.stop()
+            caddy.kill()
+            self.remove_networks(instance)
+            shutil.rmtree(caddy.dir, ignore_errors=True)
+            if all("error" not in self.results.get(n, {}) for n in
+                   ("release_to_idle_https", "pool_init")):
+                shutil.rmtree(stack.data_dir, ignore_errors=True)
+
+    # -- the PostgreSQL stack: the burst again ------------------------------------------
+    def postgres_stack(self) -> None:
+        """The burst on PostgreSQL (a throwaway server) with Redis for the broker and
+        the throttle counts when redis-server is installed: the several-processes
+        topology of the README, at BENCH_PG_WEB_WORKERS gunicorn workers."""
+        s = self.sizes
+        instance = f"{self.instance}-pg"
+        b = self.port_base + 850
+        use_redis = os.environ.get("BENCH_PG_REDIS", "1") != "0" and bool(
+            shutil.which("redis-server"))
+        workers = int(os.environ.get("BENCH_PG_WEB_WORKERS", str(self.stack.web_workers)))
+        with ExitStack() as cleanup:
+            say("starting a throwaway PostgreSQL server" + (" and Redis" if use_redis else ""))
+            url = cleanup.enter_context(throwaway_postgres())
+            redis_url = cleanup.enter_context(throwaway_redis()) if use_redis else ""
+            stack = LiveStack(
+                instance=instance, port_base=b,
+                sizes=f"nginx={s.burst_claims + s.margin},apache=0,python=0,node=0",
+                extra_env={**self.stack_env(), "PAAS_DATABASE_URL": url,
+                           "PAAS_REDIS_URL": redis_url, "PAAS_PORT_RANGES":
+                           f"nginx={b}-{b + 249},apache={b + 250}-{b + 254},"
+                           f"python={b + 255}-{b + 259},node={b + 260}-{b + 264}"},
+                watcher=True, web_workers=workers)
+            cleanup.callback(shutil.rmtree, stack.data_dir, ignore_errors=True)
+            cleanup.callback(self.remove_networks, instance)
+            cleanup.callback(stack.stop)
+            stack.manage("migrate", "--noinput")
+            ensure_network(stack)
+            started = time.perf_counter()
+            stack.start()
+            start_s = time.perf_counter() - started
+            names = [f"bench-pg-{i}" for i in range(s.burst_clients)]
+            tokens = stack.create_users(names, password=PASSWORD)
+            clients = [Client(stack.url, tokens[n]) for n in names]
+
+            def burst() -> dict[str, Any]:
+                result, _ = burst_run(clients, s.burst_per_client,
+                                      idle_before=pg_idle_count(url))
+                return {**result, "web_workers": workers, "redis": use_redis,
+                        "stack_start_s": round(start_s, 1),
+                        "database": "throwaway PostgreSQL (pg-throwaway.sh: fsync and "
+                                    "synchronous_commit off)"}
+
+            self.section("burst_postgres", burst)
 
 # --- the report ------------------------------------------------------------------------------
 def lookup(sections: dict[str, Any], key: str) -> Any:
@@ -615,13 +965,19 @@ def evaluate(sections: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for t in TARGETS:
         value = lookup(sections, t.key)
+        limit = t.limit
+        if t.limit_key:
+            base = lookup(sections, t.limit_key)
+            limit = round(base + (t.limit or 0), 1) if isinstance(base, (int, float)) else None
         met: bool | None = None
-        if isinstance(value, (int, float)) and t.op and t.limit is not None:
-            met = {"<=": value <= t.limit, ">=": value >= t.limit,
-                   "==": value == t.limit}[t.op]
+        if isinstance(value, (int, float)) and t.op and limit is not None:
+            met = {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[t.op]
+        target = ""
+        if t.op:
+            target = (f"{t.op} {limit:g} {t.unit}".strip() if limit is not None
+                      else f"{t.op} ({t.limit_key} + {t.limit:g}: n/a)")
         rows.append({"key": t.key, "label": t.label, "value": value, "unit": t.unit,
-                     "target": f"{t.op} {t.limit:g} {t.unit}".strip() if t.op else "",
-                     "met": met})
+                     "target": target, "limit": limit, "met": met})
     return rows
 
 

@@ -192,6 +192,13 @@ class Client:
             raise RuntimeError(f"claim of {runtime} answered {code}: {body}")
         return body
 
+    def list_deployments(self) -> tuple[float, int]:
+        """GET /api/deployments/: (seconds, status). The cheapest authenticated request,
+        the claim's yardstick when the user has no deployments."""
+        start = time.perf_counter()
+        resp = self.session.get(f"{self.base}/api/deployments/", timeout=30)
+        return time.perf_counter() - start, resp.status_code
+
     def release(self, deployment_id: int) -> float:
         start = time.perf_counter()
         resp = self.session.delete(f"{self.base}/api/deployments/{deployment_id}/", timeout=30)
@@ -220,11 +227,17 @@ class SlotDB:
     def slot(self, port: int) -> dict[str, Any]:
         with self.lock:
             row = self.conn.execute(
-                "SELECT id, status, generation, container_id FROM pools_poolcontainer "
+                "SELECT id, status, generation, container_id, slug FROM pools_poolcontainer "
                 "WHERE port = ?", (port,)).fetchone()
         if row is None:
             raise LookupError(f"no slot on port {port}")
-        return {"id": row[0], "status": row[1], "generation": row[2], "container_id": row[3]}
+        return {"id": row[0], "status": row[1], "generation": row[2], "container_id": row[3],
+                "slug": row[4]}
+
+    def ports(self) -> list[int]:
+        with self.lock:
+            return [int(r[0]) for r in
+                    self.conn.execute("SELECT port FROM pools_poolcontainer").fetchall()]
 
     def idle_container(self, runtime: str) -> str:
         with self.lock:

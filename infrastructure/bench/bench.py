@@ -2,21 +2,31 @@
 """The platform benchmark: hand-out, release, recovery and scale on the real stack.
 
 ``make bench`` (or ``.venv/bin/python infrastructure/bench/bench.py [--small]``) starts
-a live stack of its own (gunicorn, the django-q2 cluster and the watcher, see
-``tests/live.py``) under its own ``PAAS_INSTANCE`` label, data dir and port ranges,
-measures, removes every container it made and writes ``bench-results/bench-<date>.json``
-and a markdown table (printed, and written to ``bench-results/latest.md``).
+live stacks of its own, one after the other (gunicorn, the django-q2 cluster and the
+watcher, see ``tests/live.py``), each under its own ``PAAS_INSTANCE`` label, data dir and
+port range, measures, removes every container it made and writes
+``bench-results/bench-<date>.json`` and a markdown table of issue 15's targets (value,
+limit, met or not; printed, and written to ``bench-results/latest.md``).
 
-Sections (see docs/BENCHMARKS.md for what each one measures and why):
-  1 claim_sequential  POST /api/deployments/ one after the other, keep-alive
-  2 burst             N concurrent clients claiming from a large idle nginx pool
+The main stack (SQLite, the default; no Caddy, so the Docker part stands alone):
+  1 claim_sequential  POST /api/deployments/ one after the other, keep-alive; first the
+                      same client's authenticated GET of its (empty) deployment list
+  2 burst             32 clients claiming from ≥ 200 idle nginx slots at once
+    recycle           the burst's slots released at once, until all are idle again
+    locust            locustfile.py headless: the claim/release mix, the burst's cross-check
   3 cold_start        ``docker run`` of the nginx image until its port answers HTTP
   4 release_to_idle   DELETE /api/deployments/{id}/ -> the slot is idle again
-  5 kill_recovery     ``docker kill`` -> the user's file served again (watcher; reconcile)
-  6 pool_init         ``manage.py pool add nginx N`` wall time and containers/s
   7 upload            upload -> new content at the URL (nginx index.html; python app.py)
+  5 kill_recovery     ``docker kill`` -> the user's file served again (watcher; reconcile)
   8 memory            PSS of the platform processes; memory of an idle container
+The HTTPS stack (behind a Caddy of its own, as bench_proxy.py starts one):
+  4b release_to_idle_https  release -> the slot's new hostname served over HTTPS
+  6 pool_init         ``manage.py pool add nginx N`` until every new route is served
+The PostgreSQL stack (a throwaway server, Redis when installed; BENCH_PG_WEB_WORKERS):
+  2b burst_postgres   the burst again
 The benchmark asserts nothing: it reports each measure next to its target.
+BENCH_WEB_WORKERS sets the gunicorn worker count of the SQLite stacks (default 2, as
+run-platform.sh).
 """
 
 from __future__ import annotations
@@ -153,6 +163,8 @@ TARGETS = [
     Target("burst_postgres.errors", "2. burst, PostgreSQL: errors", "", "==", 0),
     Target("locust.claims_per_s", "2. cross-check, locust claim/release mix: claims/s",
            "claims/s", ""),
+    Target("locust.claim_p50_ms", "2. cross-check, locust: claim p50", "ms", ""),
+    Target("locust.claim_p99_ms", "2. cross-check, locust: claim p99", "ms", ""),
     Target("locust.ratio_vs_burst", "2. cross-check: locust claims/s / burst claims/s", "×",
            ""),
     Target("locust.failures", "2. cross-check, locust: failures", "", "==", 0),
@@ -300,34 +312,49 @@ def locust_run(url: str, tokens: list[str], *, cycles: int, work_dir: Path) -> d
     proc = run(cmd, check=False, timeout=limit + 60, env=env)
     wall = time.perf_counter() - started
     (work_dir / "locust.log").write_text(proc.stdout + proc.stderr)
-    rows = {row["Name"]: row for row in
-            csv.DictReader((work_dir / "locust_stats.csv").open())}
-    if "claim" not in rows:
+    if not (work_dir / "locust_stats.csv").exists():
+        raise RuntimeError(f"locust wrote no statistics (exit {proc.returncode}):\n"
+                           + (proc.stdout + proc.stderr)[-2000:])
+    figures = locust_figures(work_dir / "locust_stats.csv")
+    if not figures["claims"]:
         raise RuntimeError(f"locust made no claim (exit {proc.returncode}):\n"
                            + (proc.stdout + proc.stderr)[-2000:])
-    claim, release = rows["claim"], rows.get("release", {})
-
-    def num(row: dict[str, str], column: str) -> float:
-        return float(row.get(column) or 0)
-
     result: dict[str, Any] = {
         "tool": run([cmd[0], "--version"], check=False).stdout.split(" from ")[0].strip(),
         "users": users, "cycles_per_user": cycles, "exit_code": proc.returncode,
-        "wall_s": round(wall, 1),
-        "claims": int(num(claim, "Request Count")),
-        "releases": int(num(release, "Request Count")),
-        "failures": int(num(rows.get("Aggregated", claim), "Failure Count")),
-        "claims_per_s": round(num(claim, "Requests/s"), 1),
-        "requests_per_s": round(num(rows.get("Aggregated", claim), "Requests/s"), 1),
-        "claim_p50_ms": num(claim, "50%"), "claim_p99_ms": num(claim, "99%"),
-        "claim_mean_ms": round(num(claim, "Average Response Time"), 2),
-        "release_p50_ms": num(release, "50%"),
-        "command": shlex.join(cmd),
+        "wall_s": round(wall, 1), **figures, "command": shlex.join(cmd),
     }
     if result["failures"]:
         failures = work_dir / "locust_failures.csv"
         result["failure_sample"] = failures.read_text()[:1000] if failures.exists() else ""
     return result
+
+
+def locust_figures(stats_csv: Path) -> dict[str, Any]:
+    """The claim and release rows of locust's ``<prefix>_stats.csv``: counts, locust's
+    own rate (requests over the time from the stats reset to the last request) and
+    percentiles (locust rounds them to two significant digits)."""
+    with stats_csv.open() as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    claim, release = rows.get("claim", {}), rows.get("release", {})
+    total = rows.get("Aggregated", {})
+
+    def num(row: dict[str, str], column: str) -> float | None:
+        try:
+            return float(row[column])
+        except (KeyError, ValueError):  # no row, or "N/A" for no samples
+            return None
+
+    return {
+        "claims": int(num(claim, "Request Count") or 0),
+        "releases": int(num(release, "Request Count") or 0),
+        "failures": int(num(total, "Failure Count") or 0),
+        "claims_per_s": round(num(claim, "Requests/s") or 0, 1),
+        "requests_per_s": round(num(total, "Requests/s") or 0, 1),
+        "claim_p50_ms": num(claim, "50%"), "claim_p99_ms": num(claim, "99%"),
+        "claim_mean_ms": round(num(claim, "Average Response Time") or 0, 2),
+        "release_p50_ms": num(release, "50%"),
+    }
 
 
 # --- the benchmark ------------------------------------------------------------------------
@@ -1008,6 +1035,7 @@ def markdown(report: dict[str, Any]) -> str:
         if row["value"] is not None and row["unit"]:
             value += f" {row['unit']}"
         lines.append(f"| {row['label']} | {value} | {row['target']} | {result} |")
+    lines += ["", *notes(report["sections"])]
     errors = {name: s["error"] for name, s in report["sections"].items() if "error" in s}
     if errors or meta.get("error"):
         lines.append("")
@@ -1016,6 +1044,37 @@ def markdown(report: dict[str, Any]) -> str:
         if meta.get("error"):
             lines.append(f"- run failed: {meta['error']}")
     return "\n".join(lines) + "\n"
+
+
+def notes(sections: dict[str, Any]) -> list[str]:
+    """How the figures were taken, where the table cannot say it."""
+    out = []
+    burst, lc, pg = sections.get("burst", {}), sections.get("locust", {}), sections.get(
+        "burst_postgres", {})
+    if "claims_per_s" in lc and "throughput_per_s" in burst:
+        out.append(
+            f"- Cross-check: locust ({lc.get('tool')}, {lc['users']} users × "
+            f"{lc['cycles_per_user']} claim+release cycles, {lc['claims']} claims, "
+            f"{lc['failures']} failures) measured {lc['claims_per_s']} claims/s, claim p50 "
+            f"{lc['claim_p50_ms']} ms / p99 {lc['claim_p99_ms']} ms; bench.py's burst "
+            f"({burst['claims']} claims by {burst['clients']} clients) "
+            f"{burst['throughput_per_s']} claims/s, p50 {burst.get('p50_ms')} ms / p99 "
+            f"{burst.get('p99_ms')} ms: ratio {lc.get('ratio_vs_burst')}. Locust's users "
+            "also release (half its requests are DELETEs), so its claim rate is expected "
+            "below the claim-only burst.")
+    if "throughput_per_s" in pg:
+        out.append(f"- PostgreSQL burst: {pg.get('database')}; gunicorn {pg.get('web_workers')}"
+                   f" workers × 8 threads; Redis {'on' if pg.get('redis') else 'off'} "
+                   "(broker and throttle counts).")
+    rec = sections.get("recycle", {})
+    if "all_idle_again_s" in rec:
+        out.append(f"- The burst's {rec['released']} slots released at once were idle again "
+                   f"after {rec['all_idle_again_s']} s ({rec['recycled_per_s']} slots/s).")
+    https = sections.get("release_to_idle_https", {})
+    if "idle_p50_ms" in https:
+        out.append(f"- Behind Caddy the slot itself was idle again after {https['idle_p50_ms']}"
+                   " ms (p50); the row above waits for its new hostname to be served.")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1037,8 +1096,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    # Above the ephemeral range (32768-60999), so client sockets never take pool ports.
-    port_base = args.port_base or 61000 + random.randint(0, 5) * 700
+    # Above the ephemeral range (32768-60999), so client sockets never take pool ports;
+    # a block of 1100: the main stack's ports, then the HTTPS and PostgreSQL stacks'.
+    port_base = args.port_base or 61000 + random.randint(0, 3) * 1100
     sizes = SMALL if args.small else FULL
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paas_project.settings")
     bench = Bench(sizes, small=args.small, port_base=port_base, runtimes=runtimes)

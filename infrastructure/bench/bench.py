@@ -387,6 +387,7 @@ class Bench:
         self.kill_targets: list[dict[str, Any]] = []
         self.kill_ready_at = 0.0
         self.db: SlotDB | None = None
+        self.burst_claimed: list[tuple[Client, int]] = []
 
     # -- set-up -----------------------------------------------------------------------
     def setup(self) -> dict[str, Any]:
@@ -404,11 +405,7 @@ class Bench:
         info["build_images_s"] = round(time.perf_counter() - started, 1)
         say(f"images ready ({info['build_images_s']} s); starting the stack: "
             f"{self.stack.env['PAAS_POOL_SIZES']}")
-        # The instance's network is made here, before `pool init` creates containers in
-        # parallel: its threads each check-then-create it, and Docker accepts duplicate
-        # names, so a fresh instance can end with several and every create fails with
-        # "network ... is ambiguous" (reported; see docs/BENCHMARKS.md).
-        ensure_network(self.stack)
+        ensure_network(self.stack)  # before `pool init` (see ensure_network)
         started = time.perf_counter()
         self.stack.start()
         elapsed = time.perf_counter() - started

@@ -970,8 +970,9 @@ class Bench:
                                       idle_before=pg_idle_count(url))
                 return {**result, "web_workers": workers, "redis": use_redis,
                         "stack_start_s": round(start_s, 1),
-                        "database": "throwaway PostgreSQL (pg-throwaway.sh: fsync and "
-                                    "synchronous_commit off)"}
+                        # Not a disk-backed server: commits cost no WAL flush here.
+                        "database": "throwaway PostgreSQL (pg-throwaway.sh: in /dev/shm, "
+                                    "fsync and synchronous_commit off)"}
 
             self.section("burst_postgres", burst)
 

@@ -22,7 +22,8 @@ The main stack (SQLite, the default; no Caddy, so the Docker part stands alone):
 The HTTPS stack (behind a Caddy of its own, as bench_proxy.py starts one):
   4b release_to_idle_https  release -> the slot's new hostname served over HTTPS
   6 pool_init         ``manage.py pool add nginx N`` until every new route is served
-The PostgreSQL stack (a throwaway server, Redis when installed; BENCH_PG_WEB_WORKERS):
+The PostgreSQL stack (a throwaway server; Redis when installed, BENCH_PG_REDIS=0 for
+none; BENCH_PG_WEB_WORKERS gunicorn workers, default the SQLite stacks' count):
   2b burst_postgres   the burst again
 The benchmark asserts nothing: it reports each measure next to its target.
 BENCH_WEB_WORKERS sets the gunicorn worker count of the SQLite stacks (default 2, as

@@ -23,7 +23,8 @@ The HTTPS stack (behind a Caddy of its own, as bench_proxy.py starts one):
   4b release_to_idle_https  release -> the slot's new hostname served over HTTPS
   6 pool_init         ``manage.py pool add nginx N`` until every new route is served
 The PostgreSQL stack (a throwaway server; Redis when installed, BENCH_PG_REDIS=0 for
-none; BENCH_PG_WEB_WORKERS gunicorn workers, default the SQLite stacks' count):
+none; BENCH_PG_WEB_WORKERS gunicorn workers, default the SQLite stacks' count; on
+disk with fsync on, BENCH_PG_DURABLE=0 for the tests' in-memory cluster):
   2b burst_postgres   the burst again
 The benchmark asserts nothing: it reports each measure next to its target.
 BENCH_WEB_WORKERS sets the gunicorn worker count of the SQLite stacks (default 2, as
@@ -942,9 +943,11 @@ class Bench:
         use_redis = os.environ.get("BENCH_PG_REDIS", "1") != "0" and bool(
             shutil.which("redis-server"))
         workers = int(os.environ.get("BENCH_PG_WEB_WORKERS", str(self.stack.web_workers)))
+        # A server's usual costs (on disk, every commit flushed) unless BENCH_PG_DURABLE=0.
+        durable = os.environ.get("BENCH_PG_DURABLE", "1") != "0"
         with ExitStack() as cleanup:
             say("starting a throwaway PostgreSQL server" + (" and Redis" if use_redis else ""))
-            url = cleanup.enter_context(throwaway_postgres())
+            url = cleanup.enter_context(throwaway_postgres(durable=durable))
             redis_url = cleanup.enter_context(throwaway_redis()) if use_redis else ""
             stack = LiveStack(
                 instance=instance, port_base=b,
@@ -971,9 +974,9 @@ class Bench:
                                       idle_before=pg_idle_count(url))
                 return {**result, "web_workers": workers, "redis": use_redis,
                         "stack_start_s": round(start_s, 1),
-                        # Not a disk-backed server: commits cost no WAL flush here.
-                        "database": "throwaway PostgreSQL (pg-throwaway.sh: in /dev/shm, "
-                                    "fsync and synchronous_commit off)"}
+                        "database": "throwaway PostgreSQL (pg-throwaway.sh, " + (
+                            "on disk, fsync and synchronous_commit on)" if durable else
+                            "in memory, fsync and synchronous_commit off)")}
 
             self.section("burst_postgres", burst)
 

@@ -703,16 +703,20 @@ class Bench:
         internal = float(progress[-1][3]) if progress else command_s
         if ready != n:
             raise RuntimeError(f"only {ready}/{n} containers ready:\n{cmd.stdout[-2000:]}")
-        new_ports = [p for p in db.ports() if p not in ports_before]
-        pending = {db.slot(p)["slug"] for p in new_ports}
-        routed_at_end = sum(1 for slug in pending if routed(caddy, slug))
+        # One HTTPS request per new hostname takes a while on its own: routes that
+        # answer the first check were in place when the command ended, and only a route
+        # still missing then adds to the wall time.
+        pending = {db.slot(p)["slug"] for p in db.ports() if p not in ports_before}
+        pending.difference_update({slug for slug in pending if routed(caddy, slug)})
+        routed_at_end = n - len(pending)
+        wall = command_s
+        if pending:
+            def all_routed() -> bool:
+                pending.difference_update({slug for slug in pending if routed(caddy, slug)})
+                return not pending
 
-        def all_routed() -> bool:
-            pending.difference_update({slug for slug in pending if routed(caddy, slug)})
-            return not pending
-
-        wait_until(all_routed, timeout=120, interval=0.05)
-        wall = time.perf_counter() - start
+            wait_until(all_routed, timeout=120, interval=0.05)
+            wall = time.perf_counter() - start
         return {"containers": n, "parallel": parallel, "wall_s": round(wall, 2),
                 "command_s": round(command_s, 2), "routed_when_command_ended": routed_at_end,
                 "containers_per_s": round(n / wall, 2),

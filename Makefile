@@ -71,14 +71,15 @@ clean-test: docker
 deploy-test: docker
 	infrastructure/scripts/deploy-test.sh all
 
-# The benchmark (issue 8): its own live stack and instance; writes bench-results/.
-# Then the arrival wave and the scaling curves (issues 13, 15), and report.py puts them
-# into docs/BENCHMARKS.md with a chart.
+# The benchmark (issues 8 and 15): live stacks and instances of its own (one behind a
+# Caddy of its own, one on a throwaway PostgreSQL), a locust cross-check; writes
+# bench-results/. Then the arrival wave and the scaling curves (issues 13, 15), and
+# report.py puts them into docs/BENCHMARKS.md with a chart.
 # `make bench BENCH_ARGS=--small` is the quick smoke-sized run (its report stays in
 # bench-results/, docs/ keep the last full run).
 bench: setup
-	$(PY) infrastructure/bench/bench.py $(BENCH_ARGS)
 	infrastructure/scripts/ensure-caddy.sh
+	$(PY) infrastructure/bench/bench.py $(BENCH_ARGS)
 	$(PY) infrastructure/bench/bench_proxy.py $(BENCH_ARGS)
 	$(PY) infrastructure/bench/arrival.py $(BENCH_ARGS)
 	$(PY) infrastructure/bench/curves.py $(BENCH_ARGS)

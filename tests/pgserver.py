@@ -7,6 +7,7 @@ owned by a role that may create databases."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -18,8 +19,11 @@ SCRIPT = ROOT / "infrastructure" / "scripts" / "pg-throwaway.sh"
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    started = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True)
+def throwaway_postgres(*, durable: bool = False) -> Iterator[str]:
+    """``durable``: on disk with fsync and synchronous commit on, as a real server runs
+    (the benchmark); else in memory without them (tests)."""
+    env = {**os.environ, "PG_THROWAWAY_DURABLE": "1" if durable else ""}
+    started = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, env=env)
     if started.returncode:
         raise RuntimeError(f"pg-throwaway.sh start failed:\n{started.stderr[-2000:]}")
     exports = dict(re.findall(r"^export (\w+)=(\S+)$", started.stdout, flags=re.M))

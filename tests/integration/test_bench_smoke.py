@@ -1,5 +1,6 @@
-"""The benchmark at tiny sizes, so it cannot rot: every section runs on the real stack
-and reports numbers. No timing is asserted (that is the benchmark's own table)."""
+"""The benchmark at tiny sizes, so it cannot rot: every section runs on the real stacks
+(SQLite; behind a Caddy of its own; on a throwaway PostgreSQL), locust included, and
+reports numbers. No timing is asserted (that is the benchmark's own table)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_bench_small_reports_every_section(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "infrastructure/bench/bench.py"), "--small",
          "--out-dir", str(out_dir)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=420,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
@@ -33,14 +34,29 @@ def test_bench_small_reports_every_section(tmp_path: Path) -> None:
     report = json.loads(json_file.read_text())
     sections = report["sections"]
     assert report["meta"]["containers_left"] == 0
-    for name in ["claim_sequential", "burst", "cold_start", "release_to_idle",
-                 "kill_recovery", "pool_init", "upload", "memory"]:
+    for name in ["claim_sequential", "burst", "recycle", "locust", "cold_start",
+                 "release_to_idle", "kill_recovery", "upload", "memory",
+                 "release_to_idle_https", "pool_init", "burst_postgres"]:
         assert "error" not in sections[name], (name, sections[name])
 
     assert isinstance(sections["claim_sequential"]["p50_ms"], NUMERIC)
     assert isinstance(sections["claim_sequential"]["p99_ms"], NUMERIC)
+    assert isinstance(sections["claim_sequential"]["auth_get"]["p50_ms"], NUMERIC)
+    assert isinstance(sections["claim_sequential"]["ratio_vs_auth_get_p50"], NUMERIC)
     assert isinstance(sections["burst"]["throughput_per_s"], NUMERIC)
+    assert isinstance(sections["burst"]["p99_over_mean"], NUMERIC)
     assert sections["burst"]["errors"] == 0
+    # Every burst slot came back; locust claimed and released as many as it was told to.
+    assert sections["recycle"]["released"] == sections["burst"]["claims"]
+    locust = sections["locust"]
+    assert locust["claims"] == locust["releases"] == locust["users"] * locust["cycles_per_user"]
+    assert locust["failures"] == 0 and locust["exit_code"] == 0, locust
+    assert locust["claims_per_s"] > 0 and isinstance(locust["ratio_vs_burst"], NUMERIC)
+    assert isinstance(sections["release_to_idle_https"]["p50_ms"], NUMERIC)
+    assert sections["pool_init"]["routed_when_command_ended"] == sections["pool_init"][
+        "containers"]
+    pg = sections["burst_postgres"]
+    assert pg["errors"] == 0 and pg["throughput_per_s"] > 0, pg
     assert isinstance(sections["cold_start"]["ratio_vs_claim_p50"], NUMERIC)
     assert isinstance(sections["release_to_idle"]["p50_ms"], NUMERIC)
     assert isinstance(sections["kill_recovery"]["watcher"]["p50_ms"], NUMERIC)
@@ -51,9 +67,13 @@ def test_bench_small_reports_every_section(tmp_path: Path) -> None:
     assert isinstance(sections["memory"]["platform_pss_mb"], NUMERIC)
     assert sections["memory"]["platform_pss_mb"] > 0
     assert set(sections["memory"]["container_mb"]) == {"nginx", "apache", "python", "node"}
-    # Every target row is in the table, with a value.
+    # Every target row is in the table, with a value; the derived limit is computed.
     assert all(row["value"] is not None for row in report["targets"]), report["targets"]
-    assert "| measure | value | target | result |" in (out_dir / "latest.md").read_text()
+    [kill] = [row for row in report["targets"] if row["key"] == "kill_recovery.watcher.p50_ms"]
+    assert kill["limit"] == round(sections["cold_start"]["median_ms"] + 250, 1)
+    table = (out_dir / "latest.md").read_text()
+    assert "| measure | value | target | result |" in table
+    assert "Cross-check: locust" in table and "load average" in table
 
 
 def test_proxy_bench_small_reports_every_figure(tmp_path: Path) -> None:

@@ -1,0 +1,261 @@
+"""What the benchmarks beside it share: percentiles and summaries, the logger, a
+subprocess runner, loopback HTTP probes, process memory, the API client (one user's
+keep-alive session) and a read-only look at a stack's SQLite slots table.
+
+Import it from a module in this directory (``from common import Client, summary_ms``):
+the benchmarks run as scripts, so this directory is first on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import platform
+import re
+import socket
+import sqlite3
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: p99 of 200 samples is the 198th)."""
+    if not values:
+        raise ValueError("no samples")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.4999)))
+    return ordered[rank - 1]
+
+
+def summary_ms(samples_s: list[float]) -> dict[str, Any]:
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p95_ms": round(percentile(ms, 95), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+        "min_ms": round(min(ms), 2),
+        "max_ms": round(max(ms), 2),
+    }
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def run(cmd: list[str], *, check: bool = True, timeout: float = 300,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=timeout,
+                          cwd=ROOT, env=env)
+
+
+def http_text(port: int, path: str = "/", timeout: float = 1.0) -> tuple[int, str]:
+    """(status, body) of GET 127.0.0.1:port/path; (0, error) when nothing answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "paas-bench", "Connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return 0, str(exc)
+    finally:
+        conn.close()
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.01) -> float:
+    """Poll ``check`` until true; return the seconds it took. TimeoutError otherwise."""
+    start = time.perf_counter()
+    while True:
+        if check():
+            return time.perf_counter() - start
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"condition not met within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def docker_mem_mib(container_id: str) -> tuple[float, str]:
+    """The container's memory use in MiB as ``docker stats`` computes it (usage minus
+    inactive page cache), and where it came from. Where ``docker stats`` has no numbers
+    (it answers "0B / 0B" on some hosts) the same formula is read from the cgroup."""
+    out = run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}",
+               container_id]).stdout.strip()
+    match = re.match(r"([\d.]+)\s*([KMG]i?B|B)", out)
+    if match and float(match.group(1)) > 0:
+        factor = {"B": 1 / 2**20, "KiB": 1 / 1024, "kB": 1 / 1024, "KB": 1 / 1024,
+                  "MiB": 1.0, "MB": 1.0, "GiB": 1024.0, "GB": 1024.0}[match.group(2)]
+        return round(float(match.group(1)) * factor, 2), "docker stats"
+    full = run(["docker", "inspect", "-f", "{{.Id}}", container_id]).stdout.strip()
+    for usage_file, stat_file, inactive in (
+        (f"/sys/fs/cgroup/memory/docker/{full}/memory.usage_in_bytes",
+         f"/sys/fs/cgroup/memory/docker/{full}/memory.stat", "total_inactive_file"),
+        (f"/sys/fs/cgroup/system.slice/docker-{full}.scope/memory.current",
+         f"/sys/fs/cgroup/system.slice/docker-{full}.scope/memory.stat", "inactive_file"),
+    ):
+        try:
+            usage = int(Path(usage_file).read_text())
+            stats = dict(line.split() for line in Path(stat_file).read_text().splitlines())
+        except OSError:
+            continue
+        used = usage - int(stats.get(inactive, 0))
+        return round(used / 2**20, 2), "cgroup (docker stats answered " + repr(out) + ")"
+    raise ValueError(f"no memory figure for {container_id}: docker stats said {out!r}")
+
+
+def process_groups_pss(pgids: dict[str, int]) -> dict[str, Any]:
+    """Sum PSS/RSS (from /proc/<pid>/smaps_rollup) of every process in each group."""
+    groups: dict[str, dict[str, Any]] = {
+        name: {"pss_kb": 0, "rss_kb": 0, "processes": 0} for name in pgids}
+    by_pgid = {pgid: name for name, pgid in pgids.items()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # pgrp is the 3rd field after "(comm)"; comm may contain spaces.
+            pgrp = int(stat.rsplit(")", 1)[1].split()[2])
+            if pgrp not in by_pgid:
+                continue
+            rollup = (entry / "smaps_rollup").read_text()
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended meanwhile
+        fields = dict(re.findall(r"^(\w+):\s+(\d+) kB", rollup, re.MULTILINE))
+        group = groups[by_pgid[pgrp]]
+        group["pss_kb"] += int(fields.get("Pss", 0))
+        group["rss_kb"] += int(fields.get("Rss", 0))
+        group["processes"] += 1
+    return groups
+
+
+def machine_info() -> dict[str, Any]:
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    docker = run(["docker", "version", "--format", "{{.Server.Version}}"],
+                 check=False).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "docker": docker,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+# --- the client side of the API ------------------------------------------------------------
+class Client:
+    """One keep-alive HTTP session as one user."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def claim(self, runtime: str = "nginx") -> tuple[float, int, dict[str, Any]]:
+        start = time.perf_counter()
+        resp = self.session.post(f"{self.base}/api/deployments/", json={"runtime": runtime},
+                                 timeout=30)
+        elapsed = time.perf_counter() - start
+        body = resp.json() if resp.headers.get("content-type", "").startswith(
+            "application/json") else {}
+        return elapsed, resp.status_code, body
+
+    def claim_ok(self, runtime: str = "nginx") -> dict[str, Any]:
+        _, code, body = self.claim(runtime)
+        if code != 201:
+            raise RuntimeError(f"claim of {runtime} answered {code}: {body}")
+        return body
+
+    def list_deployments(self) -> tuple[float, int]:
+        """GET /api/deployments/: (seconds, status). The cheapest authenticated request,
+        the claim's yardstick when the user has no deployments."""
+        start = time.perf_counter()
+        resp = self.session.get(f"{self.base}/api/deployments/", timeout=30)
+        return time.perf_counter() - start, resp.status_code
+
+    def release(self, deployment_id: int) -> float:
+        start = time.perf_counter()
+        resp = self.session.delete(f"{self.base}/api/deployments/{deployment_id}/", timeout=30)
+        if resp.status_code != 204:
+            raise RuntimeError(f"release answered {resp.status_code}: {resp.text[:300]}")
+        return time.perf_counter() - start
+
+    def upload(self, deployment_id: int, name: str, data: bytes) -> float:
+        start = time.perf_counter()
+        resp = self.session.post(f"{self.base}/api/deployments/{deployment_id}/files/",
+                                 files={"file": (name, data)}, timeout=60)
+        if resp.status_code != 201:
+            raise RuntimeError(f"upload answered {resp.status_code}: {resp.text[:300]}")
+        return time.perf_counter() - start
+
+
+class SlotDB:
+    """Read-only look at the slots table of the stack's SQLite file: the pool status
+    straight from the database, cheap enough to poll every 10 ms."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10,
+                                    check_same_thread=False)
+        self.lock = threading.Lock()
+
+    def slot(self, port: int) -> dict[str, Any]:
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT id, status, generation, container_id, slug FROM pools_poolcontainer "
+                "WHERE port = ?", (port,)).fetchone()
+        if row is None:
+            raise LookupError(f"no slot on port {port}")
+        return {"id": row[0], "status": row[1], "generation": row[2], "container_id": row[3],
+                "slug": row[4]}
+
+    def ports(self) -> list[int]:
+        with self.lock:
+            return [int(r[0]) for r in
+                    self.conn.execute("SELECT port FROM pools_poolcontainer").fetchall()]
+
+    def idle_container(self, runtime: str) -> str:
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT s.container_id FROM pools_poolcontainer s JOIN pools_runtime r "
+                "ON r.id = s.runtime_id WHERE r.name = ? AND s.status = 'idle' "
+                "AND s.container_id != '' ORDER BY s.port LIMIT 1", (runtime,)).fetchone()
+        if row is None:
+            raise LookupError(f"no idle {runtime} slot")
+        return str(row[0])
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT status, COUNT(*) FROM pools_poolcontainer GROUP BY status").fetchall()
+        return {str(status): int(n) for status, n in rows}
+
+
+def loadavg() -> list[str]:
+    """The host's 1/5/15-minute load average: other work on the host skews every number."""
+    return Path("/proc/loadavg").read_text().split()[:3]

@@ -15,7 +15,9 @@ import secrets
 import tempfile
 
 _run = f"{os.getpid()}{random.randint(100, 999)}"
-_base = 20000 + random.randint(0, 99) * 400
+# Below the kernel's ephemeral ports (32768-60999): a published port that one of the
+# host's own outgoing connections holds cannot be bound ("address already in use").
+_base = 20000 + random.randint(0, 30) * 400
 os.environ["PAAS_INSTANCE"] = f"test-{_run}"
 os.environ["PAAS_DATA_DIR"] = tempfile.mkdtemp(prefix=f"paas-test-{_run}-")
 os.environ["PAAS_SECRET_KEY"] = secrets.token_urlsafe(50)

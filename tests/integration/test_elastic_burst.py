@@ -34,8 +34,7 @@ USERS = 40
 # far busier than the 2-core test host builds too slowly for it; such a run may give
 # more time (PAAS_TEST_BURST_CLAIM_WAIT) and say so.
 # make test gives 60 s: on a quiet host the last of the 40 is served after about 25 s,
-# and a build whose published port is taken by one of the host's own ephemeral
-# connections (the pool ranges overlap 32768-60999) backs off and costs seconds more.
+# too close to 30 s for a shared CI machine; the figure is printed (METRIC) either way.
 CLAIM_WAIT = int(os.environ.get("PAAS_TEST_BURST_CLAIM_WAIT", "60"))
 IDLE_TTL = 3  # seconds: short, so the shrink is seen within the test
 

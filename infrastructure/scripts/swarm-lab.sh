@@ -145,9 +145,13 @@ launch_dockerd() {  # the node's engine, inside its namespace (node_names set)
   # --icc=false: user containers do not talk to each other (like our bridge network);
   # --no-new-privileges: swarm services cannot ask for it per service on API < 1.44.
   # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: run a loaded image without asking a registry first.
+  # --config-file: a file of the node's own; the host's /etc/docker/daemon.json (our
+  # setup writes userland-proxy there) must not reach a lab node, and dockerd refuses a
+  # setting given both as a flag and in the file.
+  echo '{}' >"$STATE/$NODE-daemon.json"
   DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 \
     ip netns exec "$NS" sh -c "$(cgroup_mounts) && exec dockerd \
-      --data-root '$DATA' --exec-root '$EXEC' --pidfile '$PIDFILE' -H 'unix://$SOCK' \
+      --config-file '$STATE/$NODE-daemon.json' --data-root '$DATA' --exec-root '$EXEC' --pidfile '$PIDFILE' -H 'unix://$SOCK' \
       -H 'tcp://$ADDR:2376' --tlsverify --tlscacert '$STATE/tls/ca.pem' \
       --tlscert '$STATE/tls/$NODE-cert.pem' --tlskey '$STATE/tls/$NODE-key.pem' \
       --cgroup-parent 'pl-$LAB-$NODE' --icc=false --no-new-privileges \

@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         django_for(stack)
         from pools.services import ensure_network
 
+        # Migrated first: build-images asks each pool to converge (the image roll).
+        stack.manage("migrate", "--noinput", "-v0")
         stack.manage("pool", "build-images")  # a no-op when the images are up to date
         ensure_network()  # once, before `pool init` creates containers in parallel
         began = time.monotonic()

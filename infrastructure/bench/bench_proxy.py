@@ -93,6 +93,9 @@ class ProxyBench:
             sizes=f"nginx={self.claims + 2},apache=0,python=0,node=0",
             extra_env={"PAAS_USER_QUOTA": "1000", "PAAS_AUTH_THROTTLE": "100000/min",
                        "PAAS_LOG_LEVEL": "WARNING"}))
+        # One user claims them all: no per-user share of the pool (the default is half).
+        self.stack.manage("shell", "-c", "from pools.models import Runtime; "
+                          "Runtime.objects.filter(name='nginx').update(max_share=1)")
         self.base = f"https://localhost:{self.caddy.https_port}"
         self.session.verify = str(self.caddy.root_cert)
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify

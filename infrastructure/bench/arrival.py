@@ -17,13 +17,9 @@ Writes ``bench-results/arrival-<date>.json``; the report generator
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import os
 import random
-import shutil
-import signal
 import sys
 import threading
 import time
@@ -34,7 +30,8 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ROOT, http_text, machine_info, run, say, summary_ms  # noqa: E402
+from bench import http_text, machine_info, run, say, summary_ms  # noqa: E402
+from common import script_main  # noqa: E402
 
 from tests.live import LiveStack  # noqa: E402
 
@@ -290,31 +287,9 @@ def summarize(visits: list[Visit], *, peak: int, wave_s: float) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="The arrival wave (issue 13).")
-    parser.add_argument("--small", action="store_true", help="a few users (smoke run)")
-    parser.add_argument("--out-dir", default=str(ROOT / "bench-results"))
-    # `make bench` passes the same BENCH_ARGS to every script; ignore bench.py's others.
-    args, _ = parser.parse_known_args(argv)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    # Above the ephemeral range, so client sockets never take pool ports.
-    port_base = 61000 + random.randint(0, 20) * 200
-    wave = Wave(SMALL if args.small else FULL, port_base=port_base)
-    report = wave.run()
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"arrival-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    say(f"arrival: {json.dumps(report['arrival'])[:600]}")
-    say(f"wrote {path}")
-    if report["meta"].get("error"):
-        say(f"arrival failed: {report['meta']['error']}; logs in {wave.stack.data_dir}")
-        return 1
-    shutil.rmtree(wave.stack.data_dir, ignore_errors=True)
-    return 0
+    return script_main(argv, name="arrival", description="The arrival wave (issue 13).",
+                       port_blocks=20, make=lambda small, port_base: Wave(
+                           SMALL if small else FULL, port_base=port_base))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,16 @@ the benchmarks run as scripts, so this directory is first on ``sys.path``.
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import http.client
+import json
 import os
 import platform
+import random
 import re
+import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -259,3 +265,34 @@ class SlotDB:
 def loadavg() -> list[str]:
     """The host's 1/5/15-minute load average: other work on the host skews every number."""
     return Path("/proc/loadavg").read_text().split()[:3]
+
+
+def script_main(argv: list[str] | None, *, name: str, description: str, port_blocks: int,
+                make: Callable[[bool, int], Any]) -> int:
+    """The entry point of a benchmark script that runs one stack (arrival.py, curves.py):
+    ``make(small, port_base)`` builds it, its ``run()`` gives the report, written to
+    ``<out-dir>/<name>-<date>.json``; 1 when the report says it failed (the stack's data
+    dir is then kept for its logs)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--small", action="store_true", help="the smoke-sized run")
+    parser.add_argument("--out-dir", default=str(ROOT / "bench-results"))
+    # `make bench` passes the same BENCH_ARGS to every script; ignore bench.py's others.
+    args, _ = parser.parse_known_args(argv)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # the stack's cleanup runs as on Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_term)
+    # Above the ephemeral range (32768-60999), so client sockets never take pool ports.
+    bench = make(args.small, 61000 + random.randint(0, port_blocks) * 200)
+    report = bench.run()
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    say(f"wrote {path}")
+    if report["meta"].get("error"):
+        say(f"{name} failed: {report['meta']['error']}; logs in {bench.stack.data_dir}")
+        return 1
+    shutil.rmtree(bench.stack.data_dir, ignore_errors=True)
+    return 0

@@ -18,15 +18,11 @@ into tables and a chart in docs/BENCHMARKS.md. Asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import math
 import os
 import random
 import re
-import shutil
-import signal
 import sys
 import threading
 import time
@@ -39,7 +35,6 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import (  # noqa: E402
-    ROOT,
     Client,
     SlotDB,
     machine_info,
@@ -49,6 +44,7 @@ from bench import (  # noqa: E402
     summary_ms,
     wait_until,
 )
+from common import script_main  # noqa: E402
 
 from tests.live import LiveStack  # noqa: E402
 
@@ -260,31 +256,10 @@ class Curves:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Scaling curves (issue 15).")
-    parser.add_argument("--small", action="store_true", help="tiny sizes (smoke run)")
-    parser.add_argument("--out-dir", default=str(ROOT / "bench-results"))
-    # `make bench` passes the same BENCH_ARGS to every script; ignore bench.py's others.
-    args, _ = parser.parse_known_args(argv)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    # Above the ephemeral range (32768-60999), so client sockets never take pool ports;
-    # the widest pool (400 and a margin) still ends below 65536.
-    port_base = 61000 + random.randint(0, 15) * 200
-    curves = Curves(SMALL if args.small else FULL, port_base=port_base)
-    report = curves.run()
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"curves-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    say(f"wrote {path}")
-    if report["meta"].get("error"):
-        say(f"curves failed: {report['meta']['error']}; logs in {curves.stack.data_dir}")
-        return 1
-    shutil.rmtree(curves.stack.data_dir, ignore_errors=True)
-    return 0
+    # The widest pool (400 and a margin) still ends below 65536.
+    return script_main(argv, name="curves", description="Scaling curves (issue 15).",
+                       port_blocks=15, make=lambda small, port_base: Curves(
+                           SMALL if small else FULL, port_base=port_base))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import Admission, Quota
 from pools.models import Runtime
+from pools.services import _CLAIM_SQL
 
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -129,3 +130,16 @@ def test_requests_keep_their_database_connection(alice: AbstractUser) -> None:
         answers.append(connection.connection)
     assert answers[0] == answers[2] == "200 OK"
     assert answers[1] is not None and answers[3] is answers[1]
+
+
+def test_the_claim_takes_an_idle_slot_without_sorting_the_pool(warm: Callable) -> None:
+    """The claim runs inside the write lock: a sort of every idle slot (it once picked a
+    random one) made each claim's cost grow with the pool."""
+    warm("nginx", 3)
+    explain = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+    lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    nginx = Runtime.objects.get(name="nginx")
+    with connection.cursor() as cursor:
+        cursor.execute(explain + _CLAIM_SQL.format(lock=lock), [None, None, None, nginx.pk])
+        plan = " ".join(str(row) for row in cursor.fetchall())
+    assert "TEMP B-TREE" not in plan and "Sort" not in plan

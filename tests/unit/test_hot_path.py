@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import AbstractUser
@@ -14,10 +15,12 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils.dateparse import parse_datetime
+from rest_framework.serializers import ModelSerializer
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import Admission, Quota
+from deployments.models import Deployment
 from pools.models import Runtime
 from pools.services import _CLAIM_SQL
 
@@ -143,3 +146,23 @@ def test_the_claim_takes_an_idle_slot_without_sorting_the_pool(warm: Callable) -
         cursor.execute(explain + _CLAIM_SQL.format(lock=lock), [None, None, None, nginx.pk])
         plan = " ".join(str(row) for row in cursor.fetchall())
     assert "TEMP B-TREE" not in plan and "Sort" not in plan
+
+
+def test_answers_build_the_fields_once_and_each_binds_its_own(
+        alice: AbstractUser, bob: AbstractUser, warm: Callable,
+        api: Callable[..., APIClient]) -> None:
+    """Building a serializer's fields was half of a launch answer's cost: they are built
+    once per class, and each answer binds copies (its own request, its own host)."""
+    warm("nginx", 3)
+    answers = []
+    with mock.patch.object(ModelSerializer, "get_fields", autospec=True,
+                           side_effect=ModelSerializer.get_fields) as built:
+        for user, host in [(alice, "a.example"), (bob, "b.example"), (alice, "c.example")]:
+            response = api(user).post("/api/deployments/", {"runtime": "nginx"},
+                                      format="json", HTTP_HOST=host)
+            answers.append((response.status_code, response.json()["url"]))
+    assert built.call_count <= 1  # none when an earlier test built them
+    ports = Deployment.objects.order_by("pk").values_list("port", flat=True)
+    assert answers == [(201, f"http://{host}:{port}/")
+                       for host, port in zip(["a.example", "b.example", "c.example"], ports,
+                                             strict=True)]

@@ -411,8 +411,11 @@ def slots_remove_idle(*, runtime: Runtime, count: int, idle_before: Any = None) 
 
 
 # --- claim and release ------------------------------------------------------------
-# One statement picks a random idle slot of the runtime and takes it: no read-then-write
-# window, exactly one winner per slot. PostgreSQL claimers skip rows another one holds.
+# One statement picks an idle slot of the runtime and takes it: no read-then-write
+# window, exactly one winner per slot. PostgreSQL claimers skip rows another one holds;
+# SQLite runs one writer at a time. So any idle slot will do, the first the (runtime,
+# status) index finds: ``ORDER BY random()`` scanned every idle row of the pool inside
+# the write lock (0.13 ms of a claim at 450 idle slots, 1 ms at 2400).
 # It is the IDLE -> ASSIGNED move of pools.states, as one compare-and-set on the status.
 # An idle slot backing off (``retry_after`` set) has a container known to be dead: it is
 # skipped, so nobody gets a URL that does not answer; its retry replaces the container.
@@ -422,7 +425,7 @@ UPDATE pools_poolcontainer
  WHERE status = 'idle' AND retry_after IS NULL AND id = (
        SELECT id FROM pools_poolcontainer
         WHERE runtime_id = %s AND status = 'idle' AND retry_after IS NULL
-        ORDER BY random() LIMIT 1 {lock})
+        LIMIT 1 {lock})
 RETURNING *
 """
 
@@ -430,8 +433,8 @@ RETURNING *
 def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:
     """Hand an idle slot to ``user``: one conditional UPDATE, no Docker call.
 
-    Racing claimers each take a random idle slot; losing a race (the row changed under
-    us) is normal and just means trying again. Raises ``PoolExhausted`` when none is
+    Losing a race to another claimer (the row changed under us) is normal and just
+    means trying again. Raises ``PoolExhausted`` when none is
     left. The won slot's store is checked empty (a stat) before the user gets it."""
     lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = _CLAIM_SQL.format(lock=lock)

@@ -90,6 +90,10 @@ def test_twelve_users_racing_four_web_workers_for_two_slots_make_two_winners(
         barrier = threading.Barrier(len(sessions))
 
         def launch(http: requests.Session) -> tuple[int, str]:
+            # A fresh connection each: the first racer's kept-alive one has been idle
+            # while the others signed up (14 s on a loaded host), and one the server
+            # closes at its keep-alive limit (15 s) just as the launch goes out is reset.
+            http.close()
             barrier.wait()
             answer = http.post(f"{stack.url}/api/deployments/", json={"runtime": "nginx"},
                                timeout=60)

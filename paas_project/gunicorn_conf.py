@@ -41,7 +41,7 @@ def when_ready(server: Any) -> None:
     """The master, the app loaded, no worker forked yet: load and freeze what every
     worker would otherwise load on its own first requests, so they share it."""
     if server.cfg.preload_app:
-        from paas_project.web_memory import web_preload
+        from pools.preload import web_preload
 
         web_preload()
 

@@ -84,7 +84,7 @@ fi
 start "$py" manage.py qcluster
 start "$py" manage.py pool watch
 start .venv/bin/gunicorn paas_project.wsgi:application --bind "$bind:$port" \
-  --config python:paas_project.gunicorn_conf --preload \
+  --config python:paas_project.gunicorn_conf \
   --access-logfile - --graceful-timeout 5
 echo "platform running on $site (admin: ${site}admin/); Ctrl-C stops it"
 wait -n "${pids[@]}" || true

@@ -112,10 +112,11 @@ class LiveStack:
         self.wait_http("/healthz", timeout=30)
 
     def start_cluster(self, name: str) -> None:
-        self.start_process(name, [sys.executable, "manage.py", "qcluster"])
+        self.start_process(name, [sys.executable, "manage.py", "qcluster", "--skip-checks"])
 
     def start_watcher(self) -> None:
-        self.start_process("watch", [sys.executable, "manage.py", "pool", "watch"])
+        watch = [sys.executable, "manage.py", "pool", "--skip-checks", "watch"]
+        self.start_process("watch", watch)
         time.sleep(1.0)  # let it subscribe before faults are injected
 
     def start_process(self, name: str, cmd: list[str]) -> None:

@@ -12,6 +12,11 @@ PostgreSQL the server needs the same cores) and each costs its own memory. See R
 import os
 from typing import Any
 
+# The master loads the app and the workers are forked from it, sharing its pages
+# (``when_ready`` below loads the rest). A code change takes a restart (as ``systemctl
+# restart`` does), not a HUP: the master's copy is the one the workers get.
+preload_app = True
+
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
@@ -30,6 +35,15 @@ threads = _env_int("PAAS_WEB_THREADS", 8)
 # sent just as the server closes its connection fails (a reset, no answer): a burst of
 # claims over kept-alive connections saw that.
 keepalive = _env_int("PAAS_WEB_KEEPALIVE", 15)
+
+
+def when_ready(server: Any) -> None:
+    """The master, the app loaded, no worker forked yet: load and freeze what every
+    worker would otherwise load on its own first requests, so they share it."""
+    if server.cfg.preload_app:
+        from pools.preload import web_preload
+
+        web_preload()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -172,7 +172,10 @@ PROMETHEUS_LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
                               10.0, float("inf"))
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin without start-up discovery: urls.py discovers the apps' admin modules, so
+    # only the processes that serve pages load them (not the task cluster, the watcher
+    # or a management command).
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

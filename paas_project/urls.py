@@ -8,6 +8,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from deployments.api import HealthView
 from pools.views import caddy_ask, metrics_view
 
+admin.autodiscover()  # SimpleAdminConfig in settings: the web's processes only
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.api_urls")),

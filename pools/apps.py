@@ -14,6 +14,6 @@ class PoolsConfig(AppConfig):
         # The cluster's processes are forked from this one once the command runs (django-q2
         # gives no earlier hook in the parent): share what they all load.
         if sys.argv[1:2] == ["qcluster"]:
-            from pools.cluster_memory import cluster_preload
+            from pools.preload import cluster_preload
 
             cluster_preload()

@@ -107,15 +107,16 @@ class LiveStack:
             str(Path(sys.executable).parent / "gunicorn"), "paas_project.wsgi:application",
             "--bind", f"127.0.0.1:{self.port}", "--config", "python:paas_project.gunicorn_conf",
             "--worker-class", "gthread",
-            "--workers", str(self.web_workers), "--threads", "8", "--preload",
+            "--workers", str(self.web_workers), "--threads", "8",
         ])
         self.wait_http("/healthz", timeout=30)
 
     def start_cluster(self, name: str) -> None:
-        self.start_process(name, [sys.executable, "manage.py", "qcluster"])
+        self.start_process(name, [sys.executable, "manage.py", "qcluster", "--skip-checks"])
 
     def start_watcher(self) -> None:
-        self.start_process("watch", [sys.executable, "manage.py", "pool", "watch"])
+        watch = [sys.executable, "manage.py", "pool", "--skip-checks", "watch"]
+        self.start_process("watch", watch)
         time.sleep(1.0)  # let it subscribe before faults are injected
 
     def start_process(self, name: str, cmd: list[str]) -> None:

@@ -81,10 +81,12 @@ if "$py" manage.py proxy enabled; then
   sed -n 2p "$data/site.txt"
 fi
 
-start "$py" manage.py qcluster
-start "$py" manage.py pool watch
+# No system checks for the long-running commands (migrate ran them above): they load
+# the URLconf, every view and the admin, which neither process uses (25 MB each).
+start "$py" manage.py qcluster --skip-checks
+start "$py" manage.py pool --skip-checks watch
 start .venv/bin/gunicorn paas_project.wsgi:application --bind "$bind:$port" \
-  --config python:paas_project.gunicorn_conf --preload \
+  --config python:paas_project.gunicorn_conf \
   --access-logfile - --graceful-timeout 5
 echo "platform running on $site (admin: ${site}admin/); Ctrl-C stops it"
 wait -n "${pids[@]}" || true

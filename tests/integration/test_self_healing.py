@@ -16,7 +16,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -235,7 +234,7 @@ def test_worker_killed_mid_recovery_task_runs_again(watcher: LiveStack) -> None:
     stack = watcher
     stack.stop_process("worker")
     stack.env["PAAS_FAULT_REBUILD_PAUSE"] = "6"  # the rebuild waits after its create
-    stack.start_process("worker", [sys.executable, "manage.py", "qcluster"])
+    stack.start_cluster("worker")
     try:
         user, deployment, marker = launch_site(stack, "kasia")
         port = deployment["port"]

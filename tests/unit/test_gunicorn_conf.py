@@ -36,3 +36,22 @@ def test_a_bad_worker_count_is_refused(value: str, monkeypatch: pytest.MonkeyPat
     with pytest.raises(ValueError, match="PAAS_WEB_WORKERS"):
         load(monkeypatch, PAAS_WEB_WORKERS=value)
     load(monkeypatch)  # leave the module as it was
+
+
+def test_the_master_preloads_and_freezes_what_the_workers_share() -> None:
+    """Whatever way gunicorn is started (systemd, run-platform.sh, the live stack), the
+    master loads the app, then the URLconf with its views and the lazily loaded JWT code,
+    and freezes it all out of the collector's reach before it forks the workers."""
+    import gc
+    import sys
+    from types import SimpleNamespace
+
+    assert gunicorn_conf.preload_app is True
+    gc.unfreeze()
+    try:
+        gunicorn_conf.when_ready(SimpleNamespace(cfg=SimpleNamespace(preload_app=True)))
+        assert gc.get_freeze_count() > 0
+        assert "rest_framework_simplejwt.backends" in sys.modules
+        assert "deployments.api" in sys.modules
+    finally:
+        gc.unfreeze()

@@ -43,6 +43,8 @@ from pools.engine import (
     get_engine,
 )
 from pools.errors import (
+    EngineError,
+    EngineUnavailable,
     PaasError,
     PoolExhausted,
     PortRangeExhausted,
@@ -579,6 +581,16 @@ def slot_rebuild(*, slot_id: int, generation: int) -> bool:
     if not _build_claim(slot):
         return False  # another builder has this generation
     try:
+        return _build(slot)
+    finally:
+        # The old container was only stopped: it goes now that the slot has settled
+        # (after the user is served again), or the build has failed (a failed one's
+        # container is kept for its logs until the next build).
+        _stale_remove_safely(slot)
+
+
+def _build(slot: PoolContainer) -> bool:
+    try:
         info = _build_container(slot)
         problem = _wait_ready(slot, info)
         if not problem and slot.status != S.RECOVERING:
@@ -610,18 +622,50 @@ def _describe(exc: BaseException) -> str:
 
 
 def _build_container(slot: PoolContainer) -> ContainerInfo:
+    """Start the slot's new container. The old one only has to give up the port first:
+    it is stopped (a kill, fast) and removed once the build is over (``slot_rebuild``),
+    off the path a user waits on. Should the start still be
+    refused (a container of a lost build holds the port), every older container of the
+    slot is removed and the start tried once more."""
     engine = get_engine()
-    for stale in engine.list_managed(settings.PAAS_INSTANCE, slot=str(slot.pk)):
-        if stale.generation != slot.generation:
-            engine.remove(stale.id)
     if slot.owner_id is None:
         content.content_clear(slot_id=slot.pk)  # the next user never sees these files
     spec = slot_spec(slot)
     slot.image = spec.image  # recorded by _finish: the roll compares it with the runtime's
-    created = engine.create(spec)
+    if slot.container_id:
+        engine.stop(slot.container_id)
+    try:
+        created = engine.create(spec)
+    except EngineUnavailable:
+        raise
+    except EngineError as exc:
+        log.info("starting %s refused (%s); removing its older containers first", slot, exc)
+        _stale_remove(slot)
+        created = engine.create(spec)
     if settings.PAAS_FAULT_REBUILD_PAUSE:
         time.sleep(settings.PAAS_FAULT_REBUILD_PAUSE)
     return created
+
+
+def _stale_remove(slot: PoolContainer) -> None:
+    """Remove the slot's containers of earlier generations (the one its build stopped,
+    any a lost build left). Never a newer one: that belongs to a build that superseded
+    this one."""
+    engine = get_engine()
+    for info in engine.list_managed(settings.PAAS_INSTANCE, slot=str(slot.pk)):
+        if info.generation is None or info.generation < slot.generation:
+            engine.remove(info.id)
+
+
+def _stale_remove_safely(slot: PoolContainer) -> None:
+    """``_stale_remove`` at the end of a build: a failure changes nothing for the slot.
+    What is left behind (also when the task dies before this point) the next build of
+    the slot removes, or the reconcile pass (an old generation of a slot not being built)."""
+    try:
+        _stale_remove(slot)
+    except Exception as exc:
+        log.warning("removing the old containers of %s failed (the pass retries): %s",
+                    slot, exc)
 
 
 def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:

@@ -120,6 +120,21 @@ class DockerEngine:
             self._call(container.reload)
         return _info(container)
 
+    def stop(self, container_id: str) -> None:
+        """Kill the container (SIGKILL: it is being replaced and its files discarded, so
+        no grace period), which frees its host port; it stays, stopped, until
+        ``remove``. Docker answers once the container has stopped and its port is
+        released. Gone or not running: nothing to do."""
+        try:
+            self._call(self._client.api.kill, container_id)
+        except EngineError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, self._errors.NotFound):
+                return
+            if getattr(cause, "status_code", None) == 409:
+                return  # "is not running"
+            raise
+
     def remove(self, container_id: str) -> None:
         try:
             self._call(self._client.api.remove_container, container_id, force=True, v=True)

@@ -75,6 +75,7 @@ MAX_FAILURES = 3
 READY_TIMEOUT = 20.0
 PROBE_FIRST_PAUSE = 0.005  # readiness probes back off from this...
 PROBE_MAX_PAUSE = 0.05  # ...to this
+PROBE_INSPECT_AFTER = 0.1  # a container not answering by then is asked whether it runs
 STABLE_SECONDS = 60  # a container that dies sooner after its (re)build counts as a repeat
 COMMAND_LEASE_WAIT = 120.0  # a command waits this long for a running pass to finish
 TASK_LEASE_WAIT = 60.0  # a queued converge waits this long, then leaves it to the next pass
@@ -684,7 +685,6 @@ def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
                            pushed_version=pushed, image=slot.image):
         get_engine().remove(created.id)
         return False
-    _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
     if not recovering:
         idle_announce(runtime_name=slot.runtime.name)  # a waiting launch takes it now
     if moved and recovering:
@@ -693,6 +693,8 @@ def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
         # Pushed after the slot is assigned again, so an upload that landed in the store
         # while we were recovering reaches the container too (by this push or its own).
         slot_content_sync_safely(slot=slot)
+    # Recorded once the owner's files are served again: that is when it is over for them.
+    _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
     return True
 
 
@@ -709,7 +711,9 @@ def _wait_ready(slot: PoolContainer, created: ContainerInfo) -> str:
     business, not a reason to hold the slot. A container that exits stops the wait."""
     check_http = not (slot.status == S.RECOVERING and slot.runtime.app_runtime)
     deadline = time.monotonic() + READY_TIMEOUT
-    next_inspect = 0.0
+    # A fresh web server answers within tens of milliseconds: the container is asked
+    # whether it still runs only if it does not (at once when running is all we need).
+    next_inspect = time.monotonic() + (PROBE_INSPECT_AFTER if check_http else 0.0)
     pause = PROBE_FIRST_PAUSE
     while time.monotonic() < deadline:
         # On a swarm the port answers on the node that runs the task.

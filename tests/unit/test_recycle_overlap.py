@@ -17,7 +17,7 @@ from deployments import services as deployments
 from pools import monitor, services
 from pools.engine import ContainerSpec
 from pools.invariants import invariants_check
-from pools.models import PoolContainer, Runtime, SlotStatus
+from pools.models import PoolContainer, Recovery, Runtime, SlotStatus
 from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -177,3 +177,43 @@ def test_the_removal_never_touches_a_newer_generations_container(
 
     assert newer_id in fake_engine.containers and older_id not in fake_engine.containers
     assert slot.container_id in fake_engine.containers
+
+
+def test_a_recovery_is_recorded_finished_only_once_the_files_are_pushed(
+        fake_engine: FakeEngine, one_slot: PoolContainer, alice: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    deployment = deployments.deployment_create(user=alice, runtime_name="nginx")
+    deployments.deployment_upload(deployment=deployment,
+                                  uploads=[("index.html", io.BytesIO(b"mine"))])
+    fake_engine.kill(PoolContainer.objects.get(pk=one_slot.pk).container_id)
+    outcome_at_push: list[str] = []
+    real_push = services.content_push
+
+    def push(*, slot: PoolContainer, container_id: str) -> None:
+        outcome_at_push.append(Recovery.objects.get(slot_id=slot.pk).outcome)
+        real_push(slot=slot, container_id=container_id)
+
+    monkeypatch.setattr(services, "content_push", push)
+    assert services.slot_recover(slot=PoolContainer.objects.get(pk=one_slot.pk),
+                                 reason="container die", trigger="watch")
+    assert outcome_at_push == [Recovery.Outcome.RUNNING]
+    assert Recovery.objects.get(slot_id=one_slot.pk).outcome == Recovery.Outcome.SUCCEEDED
+
+
+def test_the_readiness_wait_of_a_recovered_app_asks_docker_at_once(
+        fake_engine: FakeEngine, warm: Callable, alice: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An assigned python slot only has to run (its app is the user's business): the
+    first look at the container comes without a pause, while a web server's port is
+    probed first and Docker asked only if it does not answer."""
+    Runtime.objects.exclude(name="python").update(pool_size=0)
+    Runtime.objects.filter(name="python").update(pool_size=1)
+    slot = warm("python", 1)[0]
+    deployments.deployment_create(user=alice, runtime_name="python")
+    slot = PoolContainer.objects.select_related("runtime").get(pk=slot.pk)
+    pauses: list[float] = []
+    monkeypatch.setattr(services.time, "sleep", pauses.append)
+    PoolContainer.objects.filter(pk=slot.pk).update(status=S.RECOVERING)
+    slot.refresh_from_db()
+    assert services._wait_ready(slot, fake_engine.containers[slot.container_id]) == ""
+    assert pauses == []

@@ -43,6 +43,8 @@ from pools.engine import (
     get_engine,
 )
 from pools.errors import (
+    EngineError,
+    EngineUnavailable,
     PaasError,
     PoolExhausted,
     PortRangeExhausted,
@@ -73,6 +75,7 @@ MAX_FAILURES = 3
 READY_TIMEOUT = 20.0
 PROBE_FIRST_PAUSE = 0.005  # readiness probes back off from this...
 PROBE_MAX_PAUSE = 0.05  # ...to this
+PROBE_INSPECT_AFTER = 0.1  # a container not answering by then is asked whether it runs
 STABLE_SECONDS = 60  # a container that dies sooner after its (re)build counts as a repeat
 COMMAND_LEASE_WAIT = 120.0  # a command waits this long for a running pass to finish
 TASK_LEASE_WAIT = 60.0  # a queued converge waits this long, then leaves it to the next pass
@@ -579,6 +582,16 @@ def slot_rebuild(*, slot_id: int, generation: int) -> bool:
     if not _build_claim(slot):
         return False  # another builder has this generation
     try:
+        return _build(slot)
+    finally:
+        # The old container was only stopped: it goes now that the slot has settled
+        # (after the user is served again), or the build has failed (a failed one's
+        # container is kept for its logs until the next build).
+        _stale_remove_safely(slot)
+
+
+def _build(slot: PoolContainer) -> bool:
+    try:
         info = _build_container(slot)
         problem = _wait_ready(slot, info)
         if not problem and slot.status != S.RECOVERING:
@@ -610,18 +623,50 @@ def _describe(exc: BaseException) -> str:
 
 
 def _build_container(slot: PoolContainer) -> ContainerInfo:
+    """Start the slot's new container. The old one only has to give up the port first:
+    it is stopped (a kill, fast) and removed once the build is over (``slot_rebuild``),
+    off the path a user waits on. Should the start still be
+    refused (a container of a lost build holds the port), every older container of the
+    slot is removed and the start tried once more."""
     engine = get_engine()
-    for stale in engine.list_managed(settings.PAAS_INSTANCE, slot=str(slot.pk)):
-        if stale.generation != slot.generation:
-            engine.remove(stale.id)
     if slot.owner_id is None:
         content.content_clear(slot_id=slot.pk)  # the next user never sees these files
     spec = slot_spec(slot)
     slot.image = spec.image  # recorded by _finish: the roll compares it with the runtime's
-    created = engine.create(spec)
+    if slot.container_id:
+        engine.stop(slot.container_id)
+    try:
+        created = engine.create(spec)
+    except EngineUnavailable:
+        raise
+    except EngineError as exc:
+        log.info("starting %s refused (%s); removing its older containers first", slot, exc)
+        _stale_remove(slot)
+        created = engine.create(spec)
     if settings.PAAS_FAULT_REBUILD_PAUSE:
         time.sleep(settings.PAAS_FAULT_REBUILD_PAUSE)
     return created
+
+
+def _stale_remove(slot: PoolContainer) -> None:
+    """Remove the slot's containers of earlier generations (the one its build stopped,
+    any a lost build left). Never a newer one: that belongs to a build that superseded
+    this one."""
+    engine = get_engine()
+    for info in engine.list_managed(settings.PAAS_INSTANCE, slot=str(slot.pk)):
+        if info.generation is None or info.generation < slot.generation:
+            engine.remove(info.id)
+
+
+def _stale_remove_safely(slot: PoolContainer) -> None:
+    """``_stale_remove`` at the end of a build: a failure changes nothing for the slot.
+    What is left behind (also when the task dies before this point) the next build of
+    the slot removes, or the reconcile pass (an old generation of a slot not being built)."""
+    try:
+        _stale_remove(slot)
+    except Exception as exc:
+        log.warning("removing the old containers of %s failed (the pass retries): %s",
+                    slot, exc)
 
 
 def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
@@ -640,7 +685,6 @@ def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
                            pushed_version=pushed, image=slot.image):
         get_engine().remove(created.id)
         return False
-    _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
     if not recovering:
         idle_announce(runtime_name=slot.runtime.name)  # a waiting launch takes it now
     if moved and recovering:
@@ -649,6 +693,8 @@ def _finish(slot: PoolContainer, created: ContainerInfo) -> bool:
         # Pushed after the slot is assigned again, so an upload that landed in the store
         # while we were recovering reaches the container too (by this push or its own).
         slot_content_sync_safely(slot=slot)
+    # Recorded once the owner's files are served again: that is when it is over for them.
+    _recovery_finish(slot.pk, slot.generation, Recovery.Outcome.SUCCEEDED)
     return True
 
 
@@ -665,7 +711,9 @@ def _wait_ready(slot: PoolContainer, created: ContainerInfo) -> str:
     business, not a reason to hold the slot. A container that exits stops the wait."""
     check_http = not (slot.status == S.RECOVERING and slot.runtime.app_runtime)
     deadline = time.monotonic() + READY_TIMEOUT
-    next_inspect = 0.0
+    # A fresh web server answers within tens of milliseconds: the container is asked
+    # whether it still runs only if it does not (at once when running is all we need).
+    next_inspect = time.monotonic() + (PROBE_INSPECT_AFTER if check_http else 0.0)
     pause = PROBE_FIRST_PAUSE
     while time.monotonic() < deadline:
         # On a swarm the port answers on the node that runs the task.

@@ -52,19 +52,40 @@ class FakeEngine:
         if self.fail_create:
             raise EngineError("fake engine: create refused")
         with self._lock:
-            for info in self.containers.values():
-                if info.name == spec.name:
-                    return info  # 409: adopt
-            info = ContainerInfo(
-                id=f"fake{next(self._ids):08d}", name=spec.name,
-                labels=dict(spec.labels), status="running",
-                node_id=f"node-{self.node_addr}" if self.node_addr else "",
-                node_addr=self.node_addr,
-            )
-            self.containers[info.id] = info
-            self.specs[info.id] = spec
-            self.files[info.id] = {}
+            info = next((i for i in self.containers.values() if i.name == spec.name), None)
+            if info is None:
+                info = ContainerInfo(
+                    id=f"fake{next(self._ids):08d}", name=spec.name,
+                    labels=dict(spec.labels), status="created",
+                    node_id=f"node-{self.node_addr}" if self.node_addr else "",
+                    node_addr=self.node_addr,
+                )
+                self.containers[info.id] = info
+                self.specs[info.id] = spec
+                self.files[info.id] = {}
+            elif info.status == "running":
+                return info  # 409: adopt
+            # As Docker's start: a host port another running container publishes is
+            # refused, and the created container stays (the next create adopts it).
+            if self._port_holder(spec, info.id):
+                raise EngineError(f"fake engine: port {spec.host_port} is already allocated")
+            info.status = "running"
             return info
+
+    def _port_holder(self, spec: ContainerSpec, container_id: str) -> str:
+        for other_id, other in self.containers.items():
+            other_spec = self.specs.get(other_id)
+            if (other_id != container_id and other.running and other_spec is not None
+                    and other_spec.host_port == spec.host_port
+                    and other_spec.bind_ip == spec.bind_ip):
+                return other_id
+        return ""
+
+    def stop(self, container_id: str) -> None:
+        self._check()
+        info = self.containers.get(container_id)
+        if info is not None and info.running:
+            info.status, info.exit_code = "exited", 137
 
     def remove(self, container_id: str) -> None:
         self._check()

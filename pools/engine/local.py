@@ -115,10 +115,29 @@ class DockerEngine:
             if getattr(exc.__cause__, "status_code", None) != 409:
                 raise
             container = self._call(self._client.containers.get, spec.name)  # adopt
-        if container.status != "running":
-            self._call(container.start)
-            self._call(container.reload)
-        return _info(container)
+        if container.status == "running":
+            return _info(container)
+        self._call(container.start)
+        # Started: no need to ask Docker again (a container that exits at once is
+        # noticed by the caller's readiness wait).
+        info = _info(container)
+        info.status = "running"
+        return info
+
+    def stop(self, container_id: str) -> None:
+        """Kill the container (SIGKILL: it is being replaced and its files discarded, so
+        no grace period), which frees its host port; it stays, stopped, until
+        ``remove``. Docker answers once the container has stopped and its port is
+        released. Gone or not running: nothing to do."""
+        try:
+            self._call(self._client.api.kill, container_id)
+        except EngineError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, self._errors.NotFound):
+                return
+            if getattr(cause, "status_code", None) == 409:
+                return  # "is not running"
+            raise
 
     def remove(self, container_id: str) -> None:
         try:
@@ -154,7 +173,6 @@ class DockerEngine:
         of Docker calls on every push). Docker's own archive endpoint writes into the
         image's layers, so it cannot reach a tmpfs mount or a read-only root
         (moby#22020): `tar -x` inside, fed on stdin."""
-        self._require(container_id)
         # `head -c` ends tar's stdin after the archive's length: a TLS connection (a
         # swarm node's API) cannot be half-closed from Python, whose ssl shutdown drops
         # the TLS layer before the answer is read. The path is an argument of the
@@ -210,7 +228,7 @@ class DockerEngine:
         return raw.decode("utf-8", "replace")
 
     def signal(self, container_id: str, signal: str) -> None:
-        self._call(self._require(container_id).kill, signal=signal)
+        self._call(self._client.api.kill, container_id, signal=signal)
 
     def network_rx_bytes(self, container_id: str) -> int | None:
         """Bytes the container received on its networks since it started (requests

@@ -144,6 +144,10 @@ class SwarmEngine:
                 return info
             time.sleep(0.2)
 
+    def stop(self, container_id: str) -> None:
+        """A service has no stopped state that frees its port: removing it does."""
+        self.remove(container_id)
+
     def remove(self, container_id: str) -> None:
         """Remove the service and wait (bounded) until its task's container is gone, so
         its host port is free again for the slot's next service."""

@@ -69,6 +69,15 @@ def slot_containers(instance: str, slot_id: int) -> list[str]:
                   "--filter", f"label=paas.slot={slot_id}").split()
 
 
+def only_container(instance: str, slot_id: int, container_id: str) -> bool:
+    """The slot's one container is ``container_id``: the build removes the old one it
+    stopped right after the slot settles, so this waits a moment for that."""
+    wait_for(f"slot {slot_id}: only container {container_id[:12]} left",
+             lambda: slot_containers(instance, slot_id) == [container_id], timeout=10,
+             interval=0.05)
+    return True
+
+
 def container_running(container_id: str) -> bool:
     out = docker("inspect", "-f", "{{.State.Running}}", container_id, check=False)
     return out == "true"
@@ -178,7 +187,7 @@ def test_killed_container_comes_back_by_the_watcher(watcher: LiveStack) -> None:
     assert_recovered(user, deployment)
     after = slot_at(watcher, port)
     assert after["status"] == S.ASSIGNED and after["container_id"] != before["container_id"]
-    assert slot_containers(HEAL_INSTANCE, after["id"]) == [after["container_id"]]
+    assert only_container(HEAL_INSTANCE, after["id"], after["container_id"])
     assert "recovery queued" in watcher.log("watch")
 
 
@@ -206,7 +215,7 @@ def test_killed_container_comes_back_by_the_reconcile_pass(watcher: LiveStack) -
 
     assert_recovered(user, deployment)
     after = slot_at(stack, port)
-    assert slot_containers(HEAL_INSTANCE, after["id"]) == [after["container_id"]]
+    assert only_container(HEAL_INSTANCE, after["id"], after["container_id"])
     stack.start_watcher()
 
 
@@ -227,7 +236,7 @@ def test_removed_app_container_comes_back_with_the_app(watcher: LiveStack,
     assert_recovered(user, deployment)
     after = slot_at(watcher, port)
     assert after["container_id"] != before["container_id"]
-    assert slot_containers(HEAL_INSTANCE, after["id"]) == [after["container_id"]]
+    assert only_container(HEAL_INSTANCE, after["id"], after["container_id"])
 
 
 def test_worker_killed_mid_recovery_task_runs_again(watcher: LiveStack) -> None:
@@ -264,7 +273,7 @@ def test_worker_killed_mid_recovery_task_runs_again(watcher: LiveStack) -> None:
     # Same generation: the re-delivered task finished the job (a retry by the reconcile
     # pass would have bumped the generation, and only after stuck_seconds(): 50 s here).
     assert after["status"] == S.ASSIGNED and after["generation"] == new_generation
-    assert slot_containers(HEAL_INSTANCE, after["id"]) == [after["container_id"]]
+    assert only_container(HEAL_INSTANCE, after["id"], after["container_id"])
     assert container_running(after["container_id"])
     assert_recovered(user, deployment)
     handed_out = re.findall(r"processing (\S+) 'pools.tasks.slot_rebuild'", stack.log("worker"))
@@ -289,7 +298,7 @@ def test_stopped_idle_container_is_replaced(watcher: LiveStack) -> None:
     replaced = wait_for("the idle slot has a new container", replaced_and_idle, timeout=30)
     assert container_running(replaced["container_id"])
     assert http_get(victim["port"], expect="ready")[0] == 200
-    assert slot_containers(HEAL_INSTANCE, victim["id"]) == [replaced["container_id"]]
+    assert only_container(HEAL_INSTANCE, victim["id"], replaced["container_id"])
     assert len(rows(watcher, "r.name = 'nginx' AND s.status = 'idle'")) == len(idle)
 
 
@@ -414,7 +423,7 @@ def test_daemon_restart_during_passes_replaces_nothing_and_converges(
                 != (before[slot_id]["generation"], before[slot_id]["container_id"])]
     print(f"METRIC slots replaced across the restart: {replaced}")
     for slot_id, row in after.items():
-        assert slot_containers(HEAL_INSTANCE, slot_id) == [row["container_id"]], row
+        assert only_container(HEAL_INSTANCE, slot_id, row["container_id"]), row
         assert container_running(row["container_id"]), row
     assert replaced == [], [(after[i], before[i]) for i in replaced]
     for port, text in sites.items():

@@ -5,17 +5,20 @@ hold afterwards (containers listed by label from the real daemon)."""
 from __future__ import annotations
 
 import io
+import subprocess
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from deployments import services as deployments
 from pools import content, monitor, services
-from pools.engine import ContainerInfo, DockerEngine
+from pools.engine import ContainerInfo, ContainerSpec, DockerEngine
 from pools.errors import EngineError
 from pools.invariants import invariants_check
 from pools.models import PoolContainer, Runtime, SlotStatus
@@ -33,11 +36,11 @@ def test_failed_recycle_then_reinitialize_serves_the_next_user_only_their_files(
                                   uploads=[("secret.html", io.BytesIO(b"alice's secret"))])
     assert http_get(first.port, "/secret.html", expect="secret")[0] == 200
 
-    def refuse(instance: str, **labels: str) -> list[ContainerInfo]:
-        raise EngineError("daemon refused the listing")
+    def refuse(spec: ContainerSpec) -> ContainerInfo:
+        raise EngineError("daemon refused the create")
 
     with pytest.MonkeyPatch.context() as broken:
-        broken.setattr(real_engine, "list_managed", refuse)
+        broken.setattr(real_engine, "create", refuse)
         deployments.deployment_release(deployment=first)
         for _ in range(services.MAX_FAILURES):
             services.slot_retry(slot=PoolContainer.objects.get(pk=first.slot_id))
@@ -118,4 +121,45 @@ def test_a_recovered_slot_whose_push_failed_is_repushed_by_the_pass(
     assert "alice's page" not in http_get(recovered.port)[1]  # the placeholder, for now
     assert monitor.reconcile_pass()["repushed"] == [slot.pk]
     assert http_get(recovered.port, expect="alice's page")[1] == "alice's page"
+    assert invariants_check() == []
+
+
+def test_a_recycle_whose_task_dies_before_the_removal_leaves_nothing_after_the_pass(
+        warm_pools: Callable, real_engine: DockerEngine, alice: Any, bob: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The overlapped recycle only stops the old container before the new one starts,
+    and removes it after the slot is idle. A task killed in between leaves it stopped;
+    the pass removes it, with its writable layer, and the next user gets an empty
+    container."""
+    warm_pools(nginx=1)
+    first = deployments.deployment_create(user=alice, runtime_name="nginx")
+    deployments.deployment_upload(deployment=first,
+                                  uploads=[("secret.html", io.BytesIO(b"alice's secret"))])
+    assert http_get(first.port, "/secret.html", expect="secret")[0] == 200
+    old = PoolContainer.objects.get(pk=first.slot_id).container_id
+    layer = subprocess.run(["docker", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", old],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(layer).is_dir()
+
+    class WorkerKilled(BaseException):
+        """The task's process ends here: nothing after this point runs."""
+
+    def killed(slot: PoolContainer) -> None:
+        raise WorkerKilled
+
+    with pytest.MonkeyPatch.context() as dying:
+        dying.setattr(services, "_stale_remove_safely", killed)
+        with pytest.raises(WorkerKilled):
+            deployments.deployment_release(deployment=first)
+    slot = PoolContainer.objects.get(pk=first.slot_id)
+    left = real_engine.inspect(old)
+    assert slot.status == S.IDLE and left is not None and not left.running
+
+    assert monitor.reconcile_pass()["orphans_removed"] == 1
+    assert real_engine.inspect(old) is None and not Path(layer).exists()
+    assert [c.id for c in real_engine.list_managed(settings.PAAS_INSTANCE,
+                                                   slot=str(slot.pk))] == [slot.container_id]
+    second = deployments.deployment_create(user=bob, runtime_name="nginx")
+    assert second.slot_id == slot.pk
+    assert http_get(second.port, "/secret.html")[0] == 404
     assert invariants_check() == []

@@ -100,13 +100,13 @@ def test_orphans_removed_but_other_instances_and_unlabelled_untouched(
     only_pool("nginx", 1)
     warm("nginx", 1)
 
-    def run(name: str, labels: dict[str, str]) -> str:
+    def run(name: str, labels: dict[str, str], port: int) -> str:
         return fake_engine.create(ContainerSpec(name=name, image="x", labels=labels,
-                                                internal_port=80, host_port=1)).id
+                                                internal_port=80, host_port=port)).id
 
-    orphan = run("orphan", {"paas.instance": settings.PAAS_INSTANCE, "paas.slot": "9999"})
-    other = run("other", {"paas.instance": "someone-else", "paas.slot": "1"})
-    plain = run("plain", {})
+    orphan = run("orphan", {"paas.instance": settings.PAAS_INSTANCE, "paas.slot": "9999"}, 1)
+    other = run("other", {"paas.instance": "someone-else", "paas.slot": "1"}, 2)
+    plain = run("plain", {}, 3)
     result = monitor.reconcile_pass()
     assert result["orphans_removed"] == 1
     assert orphan not in fake_engine.containers

@@ -78,13 +78,10 @@ def test_failed_recycle_then_reinitialize_never_hands_files_to_the_next_user(
     first = deployments.deployment_create(user=alice, runtime_name="nginx")
     upload(first, "secret.html", b"alice's secret")
 
-    def broken_list(instance: str, **labels: str) -> list[ContainerInfo]:
-        raise EngineError("daemon refused the listing")
-
-    with pytest.MonkeyPatch.context() as broken:
-        broken.setattr(fake_engine, "list_managed", broken_list)
-        deployments.deployment_release(deployment=first)
-        slot = fail_until_failed(slot_of(first))
+    fake_engine.fail_create = True  # every rebuild of the released slot fails
+    deployments.deployment_release(deployment=first)
+    slot = fail_until_failed(slot_of(first))
+    fake_engine.fail_create = False
     assert slot.status == S.FAILED and slot.owner_id is None
 
     assert services.slot_reinitialize(slot=slot)

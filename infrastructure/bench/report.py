@@ -219,7 +219,9 @@ def write_doc(doc: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--results", default=str(ROOT / "bench-results"))
+    # --out-dir: where the other scripts of `make bench` wrote (the same BENCH_ARGS).
+    parser.add_argument("--results", "--out-dir", dest="results",
+                        default=str(ROOT / "bench-results"))
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     parser.add_argument("--small", action="store_true",
                         help="a smoke run's figures: write into the results dir, not docs/")

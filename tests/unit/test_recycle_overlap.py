@@ -82,12 +82,17 @@ def test_release_stops_the_old_container_first_and_removes_it_once_idle(
     assert invariants_check() == []
 
 
+def _launch_with_a_file(user: Any) -> None:
+    """The user launches nginx and uploads index.html (the files a recovery must keep)."""
+    deployment = deployments.deployment_create(user=user, runtime_name="nginx")
+    deployments.deployment_upload(deployment=deployment,
+                                  uploads=[("index.html", io.BytesIO(b"mine"))])
+
+
 def test_recovery_serves_the_files_before_the_dead_container_is_removed(
         fake_engine: FakeEngine, one_slot: PoolContainer, alice: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    deployment = deployments.deployment_create(user=alice, runtime_name="nginx")
-    deployments.deployment_upload(deployment=deployment,
-                                  uploads=[("index.html", io.BytesIO(b"mine"))])
+    _launch_with_a_file(alice)
     dead = PoolContainer.objects.get(pk=one_slot.pk).container_id
     fake_engine.kill(dead)
     pushed_before_removal: list[bool] = []
@@ -182,9 +187,7 @@ def test_the_removal_never_touches_a_newer_generations_container(
 def test_a_recovery_is_recorded_finished_only_once_the_files_are_pushed(
         fake_engine: FakeEngine, one_slot: PoolContainer, alice: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    deployment = deployments.deployment_create(user=alice, runtime_name="nginx")
-    deployments.deployment_upload(deployment=deployment,
-                                  uploads=[("index.html", io.BytesIO(b"mine"))])
+    _launch_with_a_file(alice)
     fake_engine.kill(PoolContainer.objects.get(pk=one_slot.pk).container_id)
     outcome_at_push: list[str] = []
     real_push = services.content_push

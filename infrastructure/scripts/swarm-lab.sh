@@ -7,8 +7,9 @@
 #   swarm-lab.sh env LAB           print a running lab's env (PAAS_SWARM_* lines)
 #   swarm-lab.sh stop LAB NODE     kill one node's dockerd and its containers (a lost node)
 #   swarm-lab.sh start LAB NODE    start it again on the same data (the node comes back)
-#   swarm-lab.sh restart LAB NODE  stop its dockerd as a service manager does (SIGTERM) and
-#                                  start it again (an engine lab's containers keep running)
+#   swarm-lab.sh restart LAB NODE  stop its dockerd as a service manager does (SIGTERM),
+#                                  start it again, print both pids (an engine lab's
+#                                  containers keep running)
 #   swarm-lab.sh down LAB          remove everything the lab made
 #
 # Each node is a dockerd in its own network namespace with a veth into a bridge of the lab,
@@ -284,6 +285,7 @@ cmd_restart() {  # the engine restarts (an upgrade, a crash of its service): sam
   # No unmount_under "$EXEC" (cmd_start's): the running containers' mounts are there.
   relaunch_dockerd "/proc/$$/fd/3"
   wait_node "$2"
+  echo "$pid $(cat "$PIDFILE")"  # the dockerd before and after
 }
 
 cmd_stop() {  # a lost node: its engine (and so its containers) stop

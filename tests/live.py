@@ -147,11 +147,11 @@ class LiveStack:
     def remove_containers(self) -> None:
         ids = subprocess.run(
             ["docker", "ps", "-aq", "--filter", f"label=paas.instance={self.instance}"],
-            capture_output=True, text=True).stdout.split()
+            capture_output=True, text=True, env=self.env).stdout.split()
         if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env=self.env)
         subprocess.run(["docker", "network", "rm", f"paas-{self.instance}"],
-                       capture_output=True)
+                       capture_output=True, env=self.env)
 
     def create_users(self, names: list[str], *, password: str) -> dict[str, str]:
         """Create the users at once and return name → an access token minted directly

@@ -2,9 +2,14 @@
 # A real multi-node Docker Swarm on this one machine, for the swarm tests (root only).
 #
 #   swarm-lab.sh up N [IMAGE...]   make a lab of N nodes, load IMAGEs into each, print its env
+#   swarm-lab.sh engine [IMAGE...] a lab of one node and no swarm, its dockerd with
+#                                  --live-restore: a plain engine of a run's own
 #   swarm-lab.sh env LAB           print a running lab's env (PAAS_SWARM_* lines)
 #   swarm-lab.sh stop LAB NODE     kill one node's dockerd and its containers (a lost node)
 #   swarm-lab.sh start LAB NODE    start it again on the same data (the node comes back)
+#   swarm-lab.sh restart LAB NODE  stop its dockerd as a service manager does (SIGTERM),
+#                                  start it again, print both pids (an engine lab's
+#                                  containers keep running)
 #   swarm-lab.sh down LAB          remove everything the lab made
 #
 # Each node is a dockerd in its own network namespace with a veth into a bridge of the lab,
@@ -66,7 +71,8 @@ cmd_up() {
   mkdir -p "$STATE_ROOT"
   SUBNET=$(pick_subnet)
   mkdir -p "$STATE" "$DATA_ROOT/$LAB"
-  printf 'LAB=%s\nSUBNET=%s\nNODES=%s\n' "$LAB" "$SUBNET" "$count" >"$STATE/env"
+  printf 'LAB=%s\nSUBNET=%s\nNODES=%s\nSWARM=%s\n' "$LAB" "$SUBNET" "$count" "$SWARM" \
+      >"$STATE/env"
   UP_DONE=""
   trap '[ -n "$UP_DONE" ] || { say "up failed: removing lab $LAB"; cmd_down "$LAB" >&2 || true; }' EXIT
   make_bridge
@@ -76,7 +82,7 @@ cmd_up() {
   for n in $(seq 1 "$count"); do start_node "$n" & done
   wait_all
   for n in $(seq 1 "$count"); do wait_node "$n"; done
-  make_swarm "$count"
+  [ "$SWARM" = no ] || make_swarm "$count"
   if [ $# -gt 0 ]; then
     docker save "$@" >"$DATA_ROOT/$LAB/images.tar"  # once, then into every node at once
     for n in $(seq 1 "$count"); do load_images "$n" & done
@@ -142,21 +148,38 @@ start_node() {
 launch_dockerd() {  # the node's engine, inside its namespace (node_names set)
   # `ip netns exec` gives the node its own /sys, so it needs its own cgroup mounts: the
   # host's controllers again (v1 or v2, as the host has them), so limits are real.
+  ip netns exec "$NS" sh -c "$(cgroup_mounts) && $(dockerd_command)" \
+      >>"$STATE/$NODE.log" 2>&1 &
+  echo $! >"$STATE/$NODE.launcher"
+}
+
+relaunch_dockerd() {  # the engine again, in the mount namespace file $1 of its last run
+  # Its containers' mounts (their network namespace files under the exec root) live in
+  # that one: a fresh mount namespace would not see them, and live-restore would fail.
+  nsenter --mount="$1" --net="/run/netns/$NS" sh -c "$(dockerd_command)" \
+      >>"$STATE/$NODE.log" 2>&1 3<&- &
+  echo $! >"$STATE/$NODE.launcher"
+}
+
+dockerd_command() {  # the shell line that runs the node's dockerd (node_names set)
   # --icc=false: user containers do not talk to each other (like our bridge network);
   # --no-new-privileges: swarm services cannot ask for it per service on API < 1.44.
   # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: run a loaded image without asking a registry first.
   # --config-file: a file of the node's own; the host's /etc/docker/daemon.json (our
   # setup writes userland-proxy there) must not reach a lab node, and dockerd refuses a
   # setting given both as a flag and in the file.
+  # --live-restore (an engine lab only: dockerd refuses it in swarm mode): containers
+  # outlive their dockerd, as on a production host.
   echo '{}' >"$STATE/$NODE-daemon.json"
-  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 \
-    ip netns exec "$NS" sh -c "$(cgroup_mounts) && exec dockerd \
-      --config-file '$STATE/$NODE-daemon.json' --data-root '$DATA' --exec-root '$EXEC' --pidfile '$PIDFILE' -H 'unix://$SOCK' \
+  local live_restore=""
+  [ "${SWARM:-yes}" = yes ] || live_restore=--live-restore
+  echo "exec env DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 dockerd \
+      --config-file '$STATE/$NODE-daemon.json' --data-root '$DATA' --exec-root '$EXEC' \
+      --pidfile '$PIDFILE' -H 'unix://$SOCK' \
       -H 'tcp://$ADDR:2376' --tlsverify --tlscacert '$STATE/tls/ca.pem' \
       --tlscert '$STATE/tls/$NODE-cert.pem' --tlskey '$STATE/tls/$NODE-key.pem' \
       --cgroup-parent 'pl-$LAB-$NODE' --icc=false --no-new-privileges \
-      --iptables=true --userland-proxy=false" >>"$STATE/$NODE.log" 2>&1 &
-  echo $! >"$STATE/$NODE.launcher"
+      --iptables=true --userland-proxy=false $live_restore"
 }
 
 # Shell lines that mount the host's cgroup hierarchies inside the node's namespace.
@@ -244,6 +267,27 @@ cmd_start() {  # a node that comes back: its engine again, same data (it rejoins
   wait_node "$2"
 }
 
+cmd_restart() {  # the engine restarts (an upgrade, a crash of its service): same data
+  lab_names "${1:?usage: restart LAB NODE}"
+  # shellcheck disable=SC1091
+  . "$STATE/env"
+  node_names "$LAB" "${2:?node number}"
+  [ -f "$PIDFILE" ] || die "node $NODE has no dockerd (no $PIDFILE)"
+  local pid _
+  pid=$(cat "$PIDFILE")
+  exec 3<"/proc/$pid/ns/mnt"  # held open: the namespace outlives the dockerd
+  kill "$pid"
+  for _ in $(seq 1 120); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  ! kill -0 "$pid" 2>/dev/null || die "node $NODE's dockerd did not stop"
+  # No unmount_under "$EXEC" (cmd_start's): the running containers' mounts are there.
+  relaunch_dockerd "/proc/$$/fd/3"
+  wait_node "$2"
+  echo "$pid $(cat "$PIDFILE")"  # the dockerd before and after
+}
+
 cmd_stop() {  # a lost node: its engine (and so its containers) stop
   lab_names "${1:?usage: stop LAB NODE}"
   # shellcheck disable=SC1091
@@ -298,10 +342,13 @@ remove_cgroups() {  # the empty cgroups of the node's containers (cgroup-parent)
 }
 
 case "${1:-}" in
-  up) shift; cmd_up "$@" ;;
+  up) shift; SWARM=yes cmd_up "$@" ;;
+  engine) shift; SWARM=no cmd_up 1 "$@" ;;
   env) cmd_env "${2:-}" ;;
   stop) cmd_stop "${2:-}" "${3:-}" ;;
   start) cmd_start "${2:-}" "${3:-}" ;;
+  restart) cmd_restart "${2:-}" "${3:-}" ;;
   down) cmd_down "${2:-}" ;;
-  *) die "usage: $0 up N [IMAGE...] | env LAB | stop LAB NODE | start LAB NODE | down LAB" ;;
+  *) die "usage: $0 up N [IMAGE...] | engine [IMAGE...] | env LAB | stop LAB NODE |" \
+         "start LAB NODE | restart LAB NODE | down LAB" ;;
 esac

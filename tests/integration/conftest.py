@@ -62,15 +62,15 @@ def warm_pools(transactional_db: None) -> Callable[..., dict[str, list[PoolConta
 
 
 def http_get(port: int | None, path: str = "/", *, timeout: float = 15.0,
-             expect: str | None = None) -> tuple[int, str]:
-    """GET http://127.0.0.1:port/path, retrying until it answers (and, with ``expect``,
+             expect: str | None = None, host: str = "127.0.0.1") -> tuple[int, str]:
+    """GET http://host:port/path, retrying until it answers (and, with ``expect``,
     until the body contains it) or ``timeout`` passes. Returns (status, body)."""
     assert port is not None, "no port: the deployment is still pending"
     deadline = time.monotonic() + timeout
     last: tuple[int, str] = (0, "")
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=2) as resp:
                 last = (resp.status, resp.read().decode("utf-8", "replace"))
         except urllib.error.HTTPError as exc:
             last = (exc.code, exc.read().decode("utf-8", "replace"))

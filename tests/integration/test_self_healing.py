@@ -1,6 +1,7 @@
 """Self-healing on the real engine, each test a fault injected on purpose: a user's
 container killed, removed or stopped (watcher path and reconcile path), a crash loop, an
-orphan, the Docker daemon restarted during passes, and a worker killed mid-recovery.
+orphan, a Docker daemon of the test's own restarted during passes, and a worker killed
+mid-recovery.
 
 The user-facing tests run against a live stack (gunicorn + django-q2 cluster + watcher as
 real processes, their own instance label and ports); the crash-loop and orphan tests run
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,15 +31,15 @@ from django.utils import timezone
 
 from pools import monitor, services
 from pools.engine import DockerEngine
-from pools.imagebuild import image_tag
+from pools.imagebuild import build_images, image_tag
 from pools.models import PoolContainer, Runtime, SlotStatus
 from tests.integration.conftest import http_get, remove_instance_containers
+from tests.lab import lab_script, running_lab
 from tests.live import LiveStack, LiveUser
 
 pytestmark = [pytest.mark.integration]
 S = SlotStatus
 HEAL_INSTANCE = settings.PAAS_INSTANCE + "-heal"
-BUILD_PATTERN = "docker build|debootstrap|ansible-playbook|buildkit"
 APP_PY = b"""\
 import os
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -130,13 +131,14 @@ def time_until_serving(port: int, marker: str, started: float, timeout: float) -
     return time.monotonic() - started
 
 
-def launch_site(stack: LiveStack, name: str) -> tuple[LiveUser, dict, str]:
-    """A user with an nginx deployment serving their own index.html."""
+def launch_site(stack: LiveStack, name: str, *, host: str = "127.0.0.1",
+                ) -> tuple[LiveUser, dict, str]:
+    """A user with an nginx deployment serving their own index.html (at ``host``)."""
     user = LiveUser(stack, name)
     deployment = user.launch("nginx")
     marker = f"{name}'s own page"
     user.upload(deployment, "index.html", f"<h1>{marker}</h1>".encode())
-    assert http_get(deployment["port"], expect=marker)[1] == f"<h1>{marker}</h1>"
+    assert http_get(deployment["port"], expect=marker, host=host)[1] == f"<h1>{marker}</h1>"
     return user, deployment, marker
 
 
@@ -303,92 +305,63 @@ def test_stopped_idle_container_is_replaced(watcher: LiveStack) -> None:
 
 
 # --- the daemon restarted during passes ---------------------------------------------
-def _dockerd_pid() -> int | None:
-    """The host's own daemon: the one behind the default pid file. Other dockerds (a
-    swarm lab's, in network namespaces of their own) keep pid files of their own."""
-    pidfile = Path("/var/run/docker.pid")
-    if not pidfile.exists():
-        return None
-    pid = int(pidfile.read_text().strip() or 0)
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    return pid if pid and cmdline.exists() and b"dockerd" in cmdline.read_bytes() else None
+@dataclass
+class OwnEngine:
+    """A dockerd of this test's own (``swarm-lab.sh engine``): restarting it disturbs no
+    one else's runs, as restarting the host's engine would."""
+    lab: str
+    docker_host: str  # its unix socket
+    addr: str  # its network namespace's address: where its published ports are reached
+
+    def restart(self) -> float:
+        """SIGTERM to its dockerd (its own pid file) and start it again, as a service
+        manager does; returns how long it was away."""
+        started = time.monotonic()
+        before, after = lab_script("restart", self.lab, "1").split()
+        assert before != after and not Path(f"/proc/{before}").exists(), (before, after)
+        wait_for("docker info answers again", _docker_answers, 90, interval=0.5)
+        return time.monotonic() - started
 
 
-def _must_talk_to_the_host_daemon() -> None:
-    """The restart below is of the host's daemon (its pid file, in the host's namespaces).
-    A run pointed at another engine (DOCKER_HOST: a lab dockerd in a network namespace)
-    must not restart the host's instead: seen once, from inside such a namespace, where
-    the restarted daemon found no cgroups and stayed down."""
-    docker_host = os.environ.get("DOCKER_HOST", "")
-    if docker_host not in ("", "unix:///var/run/docker.sock", "unix:///run/docker.sock"):
-        pytest.fail(f"DOCKER_HOST={docker_host} is not the host's daemon: not restarting it")
-    pid = _dockerd_pid()
-    for ns in ("net", "mnt"):  # a daemon started from here would live in our namespaces
-        if pid and os.readlink(f"/proc/self/ns/{ns}") != os.readlink(f"/proc/{pid}/ns/{ns}"):
-            pytest.fail(f"this run is in another {ns} namespace than the host's daemon: "
-                        "not restarting it from here")
+@pytest.fixture
+def own_engine(docker_engine: DockerEngine) -> Iterator[OwnEngine]:
+    """Its dockerd runs with --live-restore and holds only the nginx image."""
+    tags = build_images(docker_engine, runtimes=["nginx"], prune=False,
+                        progress=lambda line: None)
+    lab_id = f"{os.getpid() % 100000:05d}e"
+    with running_lab(lab_id, "engine", *tags.values()) as env:
+        yield OwnEngine(lab=lab_id, docker_host=env["PAAS_SWARM_MANAGER"],
+                        addr=env["PAAS_SWARM_NODE_ADDRS"])
 
 
-def _systemd_docker() -> bool:
-    if not shutil.which("systemctl"):
-        return False
-    result = subprocess.run(["systemctl", "is-active", "docker"], capture_output=True,
-                            text=True)
-    return result.stdout.strip() == "active"
-
-
-def _wait_quiet_daemon(timeout: float) -> None:
-    """Others build images and run containers on this daemon: wait for their builds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        busy = subprocess.run(["pgrep", "-af", BUILD_PATTERN], capture_output=True,
-                              text=True).stdout.strip()
-        busy = "\n".join(line for line in busy.splitlines() if "pgrep" not in line)
-        if not busy:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"the daemon stayed busy with builds; not restarting it:\n{busy}")
-        time.sleep(5)
+@pytest.fixture
+def own_stack(own_engine: OwnEngine, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveStack]:
+    """A live stack (watcher included) on that engine. Its containers publish on every
+    address of the engine's namespace and are reached (probes, this test) at its address."""
+    monkeypatch.setenv("DOCKER_HOST", own_engine.docker_host)  # this test's docker looks
+    with LiveStack(
+        instance=HEAL_INSTANCE + "-own", port_base=settings.LIVE_PORT_BASE,
+        sizes="nginx=4,apache=0,python=0,node=0",
+        extra_env={"DOCKER_HOST": own_engine.docker_host, "PAAS_BIND_IP": "0.0.0.0",
+                   "PAAS_PROBE_HOST": own_engine.addr, "PAAS_PUBLIC_HOST": own_engine.addr,
+                   "PAAS_Q_TIMEOUT": "20", "PAAS_Q_RETRY": "25"},
+    ) as live:
+        yield live
+    print(f"\n(live stack logs: {live.data_dir}/{{web,worker,watch}}.log)")
 
 
 def _docker_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
-def restart_dockerd(log_dir: Path) -> float:
-    """Restart the daemon the way it was started (systemd, or `dockerd --live-restore`
-    in the background); returns how long it was away."""
-    started = time.monotonic()
-    if _systemd_docker():
-        subprocess.run(["systemctl", "restart", "docker"], check=True)
-    else:
-        pid = _dockerd_pid()
-        assert pid is not None, "no local dockerd (/var/run/docker.pid) to restart"
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        assert b"--live-restore" in args, args
-        log = os.path.realpath(f"/proc/{pid}/fd/1")
-        if not os.path.isfile(log):
-            log = str(log_dir / "dockerd.log")
-        os.kill(pid, signal.SIGTERM)
-        wait_for("dockerd exits", lambda: not Path(f"/proc/{pid}").exists(), 60)
-        # Detached (setsid + its own shell): it outlives this test run.
-        command = " ".join(f"'{a.decode()}'" for a in args)
-        subprocess.run(["setsid", "sh", "-c", f"{command} >>'{log}' 2>&1 </dev/null &"],
-                       check=True)
-    wait_for("docker info answers again", _docker_answers, 90, interval=0.5)
-    return time.monotonic() - started
-
-
 def test_daemon_restart_during_passes_replaces_nothing_and_converges(
-        watcher: LiveStack) -> None:
-    stack = watcher
-    _must_talk_to_the_host_daemon()
-    assert _dockerd_pid() is not None or _systemd_docker(), "no local dockerd to restart"
-    user, deployment, marker = launch_site(stack, "dora")
+        own_engine: OwnEngine, own_stack: LiveStack) -> None:
+    stack = own_stack
+    host = own_engine.addr
+    user, deployment, marker = launch_site(stack, "dora", host=host)
     sites = {deployment["port"]: marker}
     before = {row["id"]: row for row in rows(stack)}
     assert all(row["status"] in (S.IDLE, S.ASSIGNED) for row in before.values()), before
-    _wait_quiet_daemon(timeout=240)
 
     passes: list[subprocess.CompletedProcess[str]] = []
     stop = threading.Event()
@@ -401,7 +374,7 @@ def test_daemon_restart_during_passes_replaces_nothing_and_converges(
     runner.start()
     try:
         time.sleep(1.0)  # a pass is under way
-        away = restart_dockerd(stack.data_dir)
+        away = own_engine.restart()
         print(f"\nMETRIC dockerd restart (stop + start + docker info): {away:.1f} s")
         time.sleep(3.0)  # more passes against the restarted daemon
     finally:
@@ -423,11 +396,11 @@ def test_daemon_restart_during_passes_replaces_nothing_and_converges(
                 != (before[slot_id]["generation"], before[slot_id]["container_id"])]
     print(f"METRIC slots replaced across the restart: {replaced}")
     for slot_id, row in after.items():
-        assert only_container(HEAL_INSTANCE, slot_id, row["container_id"]), row
+        assert only_container(stack.instance, slot_id, row["container_id"]), row
         assert container_running(row["container_id"]), row
     assert replaced == [], [(after[i], before[i]) for i in replaced]
     for port, text in sites.items():
-        assert http_get(port, expect=text)[0] == 200
+        assert http_get(port, expect=text, host=host)[0] == 200
     assert stack.procs["watch"].poll() is None, "the watcher died with the daemon"
     assert stack.procs["worker"].poll() is None
     stack.wait_http("/healthz", timeout=30)

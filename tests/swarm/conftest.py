@@ -11,15 +11,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from pools.engine import DockerEngine
 from pools.engine.swarm import SwarmEngine
 from pools.imagebuild import build_images, images_to_nodes
+from tests.lab import lab_script, running_lab
 
-LAB_SCRIPT = Path(__file__).resolve().parents[2] / "infrastructure/scripts/swarm-lab.sh"
 RUNTIMES = ["nginx"]  # only the images these tests run are loaded into the nodes
 
 
@@ -49,8 +48,7 @@ class Lab:
                            tls_dir=self.env["PAAS_SWARM_TLS_DIR"])
 
     def script(self, *args: str) -> str:
-        return subprocess.run([str(LAB_SCRIPT), *args], check=True, capture_output=True,
-                              text=True, timeout=120).stdout
+        return lab_script(*args)
 
     def manager(self, *args: str) -> str:
         """``docker …`` against the swarm's manager."""
@@ -70,28 +68,15 @@ class Lab:
 
 @pytest.fixture(scope="session")
 def swarm_lab() -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.fail("the swarm lab needs root (network namespaces, dockerd)")
     # On the control host's engine (a no-op when up to date; other runs' tags are kept).
     tags = build_images(DockerEngine(), runtimes=RUNTIMES, prune=False,
                         progress=lambda line: None)
     lab_id = f"{os.getpid() % 100000:05d}"[-5:] + "s"
-    started = time.monotonic()
-    up = subprocess.run(
-        [str(LAB_SCRIPT), "up", "3"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PAAS_LAB_ID": lab_id})
-    if up.returncode != 0:
-        subprocess.run([str(LAB_SCRIPT), "down", lab_id], capture_output=True, timeout=300)
-        pytest.fail(f"the swarm lab did not start:\n{up.stderr[-3000:]}")
-    env = dict(line.split("=", 1) for line in up.stdout.split() if "=" in line)
-    lab = Lab(id=lab_id, env=env)
-    try:
-        print(f"\nMETRIC swarm lab of 3 nodes up in {time.monotonic() - started:.1f} s")
+    with running_lab(lab_id, "up", "3") as env:
+        lab = Lab(id=lab_id, env=env)
         started = time.monotonic()
         sent = images_to_nodes(lab.engine(), tags=list(tags.values()), progress=print)
         print(f"METRIC {len(tags)} image(s) sent to 3 nodes over TLS in "
               f"{time.monotonic() - started:.1f} s")
         assert all(sorted(addrs) == sorted(lab.addrs) for addrs in sent.values()), sent
         yield lab
-    finally:
-        subprocess.run([str(LAB_SCRIPT), "down", lab_id], capture_output=True, timeout=300)

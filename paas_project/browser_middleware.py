@@ -19,7 +19,7 @@ from typing import Any
 from django.contrib.auth.middleware import AuthenticationMiddleware as _Authentication
 from django.contrib.messages.middleware import MessageMiddleware as _Messages
 from django.contrib.sessions.middleware import SessionMiddleware as _Sessions
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware as _Csrf
 
 
@@ -54,7 +54,7 @@ class MessageMiddleware(_BrowserOnly, _Messages):
 
 class CsrfViewMiddleware(_BrowserOnly, _Csrf):
     def process_view(self, request: HttpRequest, callback: Any, callback_args: Any,
-                     callback_kwargs: Any) -> HttpResponse | None:
+                     callback_kwargs: Any) -> HttpResponseForbidden | None:
         if bearer_api_request(request):
             return None
         return super().process_view(request, callback, callback_args, callback_kwargs)

@@ -29,7 +29,7 @@ SECURITY_HEADERS = ["X-Content-Type-Options", "X-Frame-Options", "Referrer-Polic
 def test_a_bearer_request_gets_every_security_header(
         alice: AbstractUser, api: Callable[..., APIClient]) -> None:
     session = Client()
-    session.force_login(alice)
+    session.force_login(alice)  # type: ignore[arg-type]
     cookie_answer = session.get("/api/deployments/")
     bearer_answer = api(alice).get("/api/deployments/")
     assert cookie_answer.status_code == bearer_answer.status_code == 200
@@ -41,7 +41,7 @@ def test_a_bearer_request_gets_every_security_header(
 def test_the_session_middleware_is_not_run_for_bearer_requests(
         alice: AbstractUser, api: Callable[..., APIClient]) -> None:
     session = Client()
-    session.force_login(alice)
+    session.force_login(alice)  # type: ignore[arg-type]
     with mock.patch.object(SessionMiddleware, "process_request", autospec=True,
                            side_effect=SessionMiddleware.process_request) as sessions, \
             mock.patch.object(CsrfViewMiddleware, "process_view", autospec=True,
@@ -57,7 +57,7 @@ def test_a_cookie_authenticated_api_write_still_needs_the_csrf_token(
         alice: AbstractUser, warm: Callable) -> None:
     warm("nginx", 1)
     session = Client(enforce_csrf_checks=True)
-    session.force_login(alice)
+    session.force_login(alice)  # type: ignore[arg-type]
     refused = session.post("/api/deployments/", {"runtime": "nginx"},
                            content_type="application/json")
     assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]

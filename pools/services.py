@@ -328,9 +328,15 @@ def pool_converge_request(*, runtime_name: str) -> None:
 
 
 def _first_request(runtime_name: str) -> bool:
+    key = _converge_wanted(runtime_name)
     try:
-        return bool(cache.add(_converge_wanted(runtime_name), True,
-                              timeout=int(TASK_LEASE_WAIT)))
+        # Read first: every launch of a burst but the first finds the mark, and the
+        # database cache's add() would take the write lock to find it (a transaction,
+        # a failing INSERT, a rollback). A mark still there after the launch committed
+        # stands for a converge that has not counted yet: it will count this launch.
+        if cache.get(key) is not None:
+            return False
+        return bool(cache.add(key, True, timeout=int(TASK_LEASE_WAIT)))
     except Exception:  # the cache (Redis) is down: queue one more rather than none
         log.warning("converge request for %s: cache unavailable", runtime_name, exc_info=True)
         return True

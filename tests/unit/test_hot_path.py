@@ -28,11 +28,11 @@ from pools.services import _CLAIM_SQL
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# A launch: the user (with quota and admission joined), the runtime, then in one
-# transaction the counts (quota, share, line), the claim, the stale-deployment guard and
-# the insert; BEGIN and COMMIT are logged as queries too. PostgreSQL also locks the
-# user's row (launches of one user take turns).
-LAUNCH_QUERIES = 6 + 2
+# A launch: the user (with quota and admission joined), then in one transaction the
+# counts (quota, share, line, and the revision of the runtime the process keeps), the
+# claim, the stale-deployment guard and the insert; BEGIN and COMMIT are logged as
+# queries too. PostgreSQL also locks the user's row (launches of one user take turns).
+LAUNCH_QUERIES = 5 + 2
 BASELINE_QUERIES = 2  # the user, the (empty) list
 
 

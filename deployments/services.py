@@ -158,13 +158,25 @@ def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime, waiting: int) -
 def _claim(*, user: AbstractBaseUser, runtime: Runtime) -> dict[str, object]:
     """Take an idle slot for the user: the deployment fields that say so."""
     slot = slot_claim(runtime=runtime, user=user)
-    # The slot was idle, so a deployment still marked active on it is stale (its slot
-    # was released without us): end it, or it could act on this user's slot.
-    Deployment.objects.filter(slot=slot, status=ACTIVE).update(
-        status=Deployment.Status.RELEASED, released_at=timezone.now(),
-        ended_reason=EndedReason.SLOT_LOST,
-    )
+    _end_stale(slot_id=slot.pk)
     return {"slot": slot, "port": slot.port, "slug": slot.slug}
+
+
+# Plain SQL, as the counts: the ORM's UPDATE cost more to build than to run.
+_END_STALE_SQL = """
+UPDATE {table} SET status = %s, released_at = %s, ended_reason = %s
+ WHERE slot_id = %s AND status = %s
+"""
+
+
+def _end_stale(*, slot_id: int) -> None:
+    """The slot was idle, so a deployment still marked active on it is stale (its slot
+    was released without us): end it, or it could act on this user's slot."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_END_STALE_SQL.format(table=Deployment._meta.db_table),
+                       [Deployment.Status.RELEASED, now, EndedReason.SLOT_LOST, slot_id,
+                        ACTIVE])
 
 
 def slots_coming(*, runtime: Runtime) -> int:

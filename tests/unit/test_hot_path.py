@@ -189,3 +189,20 @@ def test_a_launch_that_finds_a_converge_requested_only_reads_the_mark(
     cache_queries = [q["sql"] for q in queries.captured_queries if "paas_cache" in q["sql"]]
     assert len(cache_queries) == 1 and cache_queries[0].startswith("SELECT")
     assert queued == [("pools.tasks.pool_converge", "nginx")]
+
+
+def test_a_launch_ends_a_deployment_left_active_on_its_idle_slot(
+        alice: AbstractUser, bob: AbstractUser, warm: Callable,
+        api: Callable[..., APIClient]) -> None:
+    """A slot released behind its deployment's back (an operator deleted the row, a
+    crash between the two writes) must not let the old deployment act on the next
+    owner's container: the launch that takes the slot ends it."""
+    [slot] = warm("nginx", 1)
+    stale = Deployment.objects.create(user=bob, slot=slot, runtime_name="nginx",
+                                      port=slot.port, status=Deployment.Status.ACTIVE)
+    status, body, _ = launch(api(alice))
+    assert (status, body["port"]) == (201, slot.port)
+    stale.refresh_from_db()
+    assert (stale.status, stale.ended_reason) == ("released", "slot_lost")
+    assert stale.released_at is not None
+    assert abs(stale.released_at - parse_datetime(body["created_at"])) < timedelta(seconds=5)

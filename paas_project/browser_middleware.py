@@ -1,15 +1,14 @@
 """Django's browser-session middleware, passed by for bearer-token API requests.
 
-Sessions, the CSRF cookie, ``request.user`` from the session and flash messages serve
-the pages and the cookie-authenticated API. A request to ``/api/`` that carries
-``Authorization: Bearer …`` never uses them: DRF's JWT authentication answers it (a
-bad token is a 401; it never falls through to the session), every API view is
-CSRF-exempt and does its own check (DRF's ``SessionAuthentication``), and a browser
-cannot send that header cross-site without a CORS preflight we never grant. Skipping
-them cut a claim's CPU in the web process (docs/BENCHMARKS.md).
+Sessions, ``request.user`` from the session and flash messages serve the pages and the
+cookie-authenticated API. A request to ``/api/`` that carries ``Authorization: Bearer …``
+never uses them: DRF's JWT authentication answers it (a bad token is a 401; it never
+falls through to the session). Skipping them cut a claim's CPU in the web process.
 
-Security headers, metrics, the body limit and django-axes stay in ``MIDDLEWARE``
-unwrapped: they run for every request.
+Security headers, metrics, the body limit, django-axes and the CSRF middleware stay in
+``MIDDLEWARE`` unwrapped: they run for every request. (CSRF costs a bearer request
+next to nothing, since every API view is exempt and DRF's ``SessionAuthentication``
+does its own check, and ``check --deploy`` wants Django's own class listed.)
 """
 
 from __future__ import annotations
@@ -19,8 +18,7 @@ from typing import Any
 from django.contrib.auth.middleware import AuthenticationMiddleware as _Authentication
 from django.contrib.messages.middleware import MessageMiddleware as _Messages
 from django.contrib.sessions.middleware import SessionMiddleware as _Sessions
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
-from django.middleware.csrf import CsrfViewMiddleware as _Csrf
+from django.http import HttpRequest, HttpResponse
 
 
 def bearer_api_request(request: HttpRequest) -> bool:
@@ -29,8 +27,8 @@ def bearer_api_request(request: HttpRequest) -> bool:
 
 
 class _BrowserOnly:
-    """Mixed in before a ``MiddlewareMixin`` middleware: a bearer API request goes
-    straight through (``process_view`` too, for the middleware that has one)."""
+    """Mixed in before a ``MiddlewareMixin`` middleware (one without ``process_view``):
+    a bearer API request goes straight through."""
 
     get_response: Any
 
@@ -51,10 +49,3 @@ class AuthenticationMiddleware(_BrowserOnly, _Authentication):
 class MessageMiddleware(_BrowserOnly, _Messages):
     pass
 
-
-class CsrfViewMiddleware(_BrowserOnly, _Csrf):
-    def process_view(self, request: HttpRequest, callback: Any, callback_args: Any,
-                     callback_kwargs: Any) -> HttpResponseForbidden | None:
-        if bearer_api_request(request):
-            return None
-        return super().process_view(request, callback, callback_args, callback_kwargs)

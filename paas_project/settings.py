@@ -203,10 +203,11 @@ MIDDLEWARE = [
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Django's own, passed by for bearer-token API requests, which never use them.
+    # browser_middleware: Django's session, auth and messages middleware, passed by for
+    # bearer-token API requests, which never use them.
     "paas_project.browser_middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "paas_project.browser_middleware.CsrfViewMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "paas_project.browser_middleware.AuthenticationMiddleware",
     "paas_project.browser_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

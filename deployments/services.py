@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
-from typing import IO
+from typing import IO, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -39,6 +39,8 @@ from pools.selectors import slots_coming_count
 from pools.services import (
     HELD,
     pool_converge_request,
+    runtime_cached,
+    runtime_checked,
     runtime_get,
     slot_claim,
     slot_content_changed,
@@ -65,26 +67,27 @@ def deployment_create(*, user: AbstractBaseUser, runtime_name: str) -> Deploymen
     ``PoolExhausted`` (503, with Retry-After) when no slot is coming either."""
     if not user_admitted(user=user):
         raise ApprovalPending()
-    runtime = runtime_get(name=runtime_name)
-    if not runtime.enabled:
-        raise InvalidInput(f"runtime '{runtime.name}' is disabled",
-                           fields={"runtime": [f"runtime '{runtime.name}' is disabled"]})
+    runtime = runtime_cached(name=runtime_name)
     limit = user_quota(user=user)
     with _claim_serializer(), transaction.atomic():
         # Serialize one user's launches so two at once cannot both pass the quota check
         # (on SQLite the IMMEDIATE transaction already does, and has no row locks).
         if connection.features.has_select_for_update:
             list(get_user_model().objects.select_for_update().filter(pk=user.pk).values("pk"))
-        counts = _launch_counts(user_id=user.pk, runtime_name=runtime.name)
-        if counts["held"] >= limit and _end_orphaned(user_id=user.pk):
-            counts = _launch_counts(user_id=user.pk, runtime_name=runtime.name)
-        if counts["held"] >= limit:
+        counts = _launch_counts(user_id=user.pk, runtime=runtime)
+        runtime = runtime_checked(runtime=runtime, revision=counts.revision)
+        if not runtime.enabled:
+            raise InvalidInput(f"runtime '{runtime.name}' is disabled",
+                               fields={"runtime": [f"runtime '{runtime.name}' is disabled"]})
+        if counts.held >= limit and _end_orphaned(user_id=user.pk):
+            counts = _launch_counts(user_id=user.pk, runtime=runtime)
+        if counts.held >= limit:
             raise QuotaExceeded(
                 f"you already have {limit} active deployment(s), your quota; "
                 "release one first"
             )
-        _check_share(held=counts["held_here"], runtime=runtime)
-        deployment = _claim_or_queue(user=user, runtime=runtime, waiting=counts["waiting"])
+        _check_share(held=counts.held_here, runtime=runtime)
+        deployment = _claim_or_queue(user=user, runtime=runtime, waiting=counts.waiting)
     if settings.PAAS_ELASTIC:
         pool_converge_request(runtime_name=runtime.name)  # refill now, not next pass
     if deployment.is_pending:
@@ -103,26 +106,37 @@ def pending_count(runtime_name: str) -> int:
     return Deployment.objects.filter(status=PENDING, runtime_name=runtime_name).count()
 
 
-# Three counts in one statement, each by its own index. Plain SQL: the ORM's filtered
-# aggregates cost more to build than everything else a launch does in Python.
+# Three counts in one statement, each by its own index, and the runtime row's revision.
+# Plain SQL: the ORM's filtered aggregates cost more to build than everything else a
+# launch does in Python.
 _LAUNCH_COUNTS_SQL = """
 SELECT (SELECT COUNT(*) FROM {table} WHERE user_id = %s AND status IN (%s, %s)),
        (SELECT COUNT(*) FROM {table} WHERE user_id = %s AND status IN (%s, %s)
                                        AND runtime_name = %s),
-       (SELECT COUNT(*) FROM {table} WHERE runtime_name = %s AND status = %s)
+       (SELECT COUNT(*) FROM {table} WHERE runtime_name = %s AND status = %s),
+       (SELECT revision FROM {runtimes} WHERE id = %s)
 """
 
 
-def _launch_counts(*, user_id: int, runtime_name: str) -> dict[str, int]:
+class _LaunchCounts(NamedTuple):
+    held: int
+    held_here: int
+    waiting: int
+    revision: int | None
+
+
+def _launch_counts(*, user_id: int, runtime: Runtime) -> _LaunchCounts:
     """One query, inside the launch's transaction: the user's active and pending
-    launches (``held``, the quota), those of this runtime (``held_here``, the share) and
-    the runtime's launches waiting in line, anyone's (``waiting``)."""
-    sql = _LAUNCH_COUNTS_SQL.format(table=Deployment._meta.db_table)
+    launches (``held``, the quota), those of this runtime (``held_here``, the share),
+    the runtime's launches waiting in line, anyone's (``waiting``), and the runtime
+    row's ``revision`` (None: it is gone), which says whether the cached row is current."""
+    sql = _LAUNCH_COUNTS_SQL.format(table=Deployment._meta.db_table,
+                                    runtimes=Runtime._meta.db_table)
+    name = runtime.name
     with connection.cursor() as cursor:
         cursor.execute(sql, [user_id, ACTIVE, PENDING, user_id, ACTIVE, PENDING,
-                             runtime_name, runtime_name, PENDING])
-        held, held_here, waiting = cursor.fetchone()
-    return {"held": held, "held_here": held_here, "waiting": waiting}
+                             name, name, PENDING, runtime.pk])
+        return _LaunchCounts(*cursor.fetchone())
 
 
 def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime, waiting: int) -> Deployment:
@@ -144,13 +158,25 @@ def _claim_or_queue(*, user: AbstractBaseUser, runtime: Runtime, waiting: int) -
 def _claim(*, user: AbstractBaseUser, runtime: Runtime) -> dict[str, object]:
     """Take an idle slot for the user: the deployment fields that say so."""
     slot = slot_claim(runtime=runtime, user=user)
-    # The slot was idle, so a deployment still marked active on it is stale (its slot
-    # was released without us): end it, or it could act on this user's slot.
-    Deployment.objects.filter(slot=slot, status=ACTIVE).update(
-        status=Deployment.Status.RELEASED, released_at=timezone.now(),
-        ended_reason=EndedReason.SLOT_LOST,
-    )
+    _end_stale(slot_id=slot.pk)
     return {"slot": slot, "port": slot.port, "slug": slot.slug}
+
+
+# Plain SQL, as the counts: the ORM's UPDATE cost more to build than to run.
+_END_STALE_SQL = """
+UPDATE {table} SET status = %s, released_at = %s, ended_reason = %s
+ WHERE slot_id = %s AND status = %s
+"""
+
+
+def _end_stale(*, slot_id: int) -> None:
+    """The slot was idle, so a deployment still marked active on it is stale (its slot
+    was released without us): end it, or it could act on this user's slot."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_END_STALE_SQL.format(table=Deployment._meta.db_table),
+                       [Deployment.Status.RELEASED, now, EndedReason.SLOT_LOST, slot_id,
+                        ACTIVE])
 
 
 def slots_coming(*, runtime: Runtime) -> int:

@@ -69,6 +69,10 @@ class Runtime(models.Model):
         default=False, help_text="Runs the user's app (python/node) rather than serving files.",
     )
     enabled = models.BooleanField(default=True)
+    # Bumped by a database trigger (migration 0011) on every change of the row, whoever
+    # makes it: save(), QuerySet.update(), another process or host. A launch keeps the
+    # row per process and checks this in its own transaction (pools.services.runtime_cached).
+    revision = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["port_min"]

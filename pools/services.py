@@ -15,6 +15,7 @@ its owner) and ``_before_idle`` (a slot is about to become claimable).
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -91,6 +92,30 @@ def runtime_get(*, name: str) -> Runtime:
             f"unknown runtime '{name}'; choose one of: {known}",
             fields={"runtime": [f"unknown runtime '{name}'"]},
         ) from None
+
+
+# Runtime rows by name, per process: a launch reads its runtime without a query, and
+# checks the row's revision (a database trigger bumps it on every write, whoever makes
+# it) inside its own transaction (runtime_checked).
+_runtimes: dict[str, Runtime] = {}
+
+
+def runtime_cached(*, name: str) -> Runtime:
+    """The runtime as this process last read it: a launch's own copy, to be checked
+    with ``runtime_checked`` before it is relied on. Raises ``UnknownRuntime``."""
+    runtime = _runtimes.get(name)
+    if runtime is None:
+        runtime = _runtimes[name] = runtime_get(name=name)
+    return copy.copy(runtime)  # each request its own instance (threads share the dict)
+
+
+def runtime_checked(*, runtime: Runtime, revision: int | None) -> Runtime:
+    """``runtime`` when its row is still at ``revision`` (read by the caller in its
+    transaction; None: the row is gone), else the row read again and kept."""
+    if revision is not None and revision == runtime.revision:
+        return runtime
+    _runtimes.pop(runtime.name, None)
+    return runtime_cached(name=runtime.name)
 
 
 def runtime_seed() -> list[Runtime]:
@@ -328,9 +353,15 @@ def pool_converge_request(*, runtime_name: str) -> None:
 
 
 def _first_request(runtime_name: str) -> bool:
+    key = _converge_wanted(runtime_name)
     try:
-        return bool(cache.add(_converge_wanted(runtime_name), True,
-                              timeout=int(TASK_LEASE_WAIT)))
+        # Read first: every launch of a burst but the first finds the mark, and the
+        # database cache's add() would take the write lock to find it (a transaction,
+        # a failing INSERT, a rollback). A mark still there after the launch committed
+        # stands for a converge that has not counted yet: it will count this launch.
+        if cache.get(key) is not None:
+            return False
+        return bool(cache.add(key, True, timeout=int(TASK_LEASE_WAIT)))
     except Exception:  # the cache (Redis) is down: queue one more rather than none
         log.warning("converge request for %s: cache unavailable", runtime_name, exc_info=True)
         return True

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, User
 from django.test import Client
+
+
+@pytest.fixture(autouse=True)
+def forget_cached_runtimes() -> Iterator[None]:
+    """A test database starts again from nothing, and may hand out a runtime id that
+    the last test's cache holds at the same revision (production databases never reuse
+    ids: SQLite's AUTOINCREMENT, PostgreSQL's sequences)."""
+    from pools import services
+
+    services._runtimes.clear()
+    yield
+    services._runtimes.clear()
 
 
 @pytest.fixture

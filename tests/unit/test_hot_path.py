@@ -15,6 +15,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils.dateparse import parse_datetime
+from pytest_django.fixtures import Settings as SettingsWrapper
 from rest_framework.serializers import ModelSerializer
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -27,11 +28,11 @@ from pools.services import _CLAIM_SQL
 pytest_plugins = ["tests.unit.api_fixtures"]
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# A launch: the user (with quota and admission joined), the runtime, then in one
-# transaction the counts (quota, share, line), the claim, the stale-deployment guard and
-# the insert; BEGIN and COMMIT are logged as queries too. PostgreSQL also locks the
-# user's row (launches of one user take turns).
-LAUNCH_QUERIES = 6 + 2
+# A launch: the user (with quota and admission joined), then in one transaction the
+# counts (quota, share, line, and the revision of the runtime the process keeps), the
+# claim, the stale-deployment guard and the insert; BEGIN and COMMIT are logged as
+# queries too. PostgreSQL also locks the user's row (launches of one user take turns).
+LAUNCH_QUERIES = 5 + 2
 BASELINE_QUERIES = 2  # the user, the (empty) list
 
 
@@ -166,3 +167,42 @@ def test_answers_build_the_fields_once_and_each_binds_its_own(
     assert answers == [(201, f"http://{host}:{port}/")
                        for host, port in zip(["a.example", "b.example", "c.example"], ports,
                                              strict=True)]
+
+
+def test_a_launch_that_finds_a_converge_requested_only_reads_the_mark(
+        alice: AbstractUser, warm: Callable, api: Callable[..., APIClient],
+        settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Elastic pools: each launch asks for a converge, and all but the first of a burst
+    find it asked already. The database cache's add() found that out inside a write
+    transaction of its own (a failing INSERT and a rollback): one read does."""
+    import django_q.tasks
+
+    queued: list[tuple] = []
+    monkeypatch.setattr(django_q.tasks, "async_task", lambda *args, **kw: queued.append(args))
+    settings.PAAS_ELASTIC, settings.PAAS_TASKS_INLINE = True, False
+    warm("nginx", 3)
+    client = api(alice)
+    launch(client)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.post("/api/deployments/", {"runtime": "nginx"},
+                           format="json").status_code == 201
+    cache_queries = [q["sql"] for q in queries.captured_queries if "paas_cache" in q["sql"]]
+    assert len(cache_queries) == 1 and cache_queries[0].startswith("SELECT")
+    assert queued == [("pools.tasks.pool_converge", "nginx")]
+
+
+def test_a_launch_ends_a_deployment_left_active_on_its_idle_slot(
+        alice: AbstractUser, bob: AbstractUser, warm: Callable,
+        api: Callable[..., APIClient]) -> None:
+    """A slot released behind its deployment's back (an operator deleted the row, a
+    crash between the two writes) must not let the old deployment act on the next
+    owner's container: the launch that takes the slot ends it."""
+    [slot] = warm("nginx", 1)
+    stale = Deployment.objects.create(user=bob, slot=slot, runtime_name="nginx",
+                                      port=slot.port, status=Deployment.Status.ACTIVE)
+    status, body, _ = launch(api(alice))
+    assert (status, body["port"]) == (201, slot.port)
+    stale.refresh_from_db()
+    assert (stale.status, stale.ended_reason) == ("released", "slot_lost")
+    assert stale.released_at is not None
+    assert abs(stale.released_at - parse_datetime(body["created_at"])) < timedelta(seconds=5)

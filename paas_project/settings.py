@@ -263,6 +263,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # A thread keeps its connection for its next request: opening one (and, on SQLite, its
 # PRAGMAs) cost about a millisecond, a third of the cheapest API request.
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+# PostgreSQL: parameters bound by the server and a statement prepared on its second
+# run in a connection, so the server no longer parses and plans a launch's statements
+# for every launch. (The first run is plain: psycopg then sees which SQL holds several
+# statements, as some migrations' does, and never prepares it.) Off
+# (PAAS_DB_PREPARED=false) behind a pooler in transaction mode (PgBouncer), which hands
+# one connection's prepared statements to another.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+        "PAAS_DB_PREPARED", default=True):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"server_side_binding": True, "prepare_threshold": 1})
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

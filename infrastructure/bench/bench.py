@@ -27,6 +27,8 @@ none; BENCH_PG_WEB_WORKERS gunicorn workers, default the SQLite stacks' count; o
 disk with fsync on, BENCH_PG_DURABLE=0 for the tests' in-memory cluster):
   2b burst_postgres   the burst again
 The benchmark asserts nothing: it reports each measure next to its target.
+``--only SECTION`` runs just the stack that holds the section (``--only burst_postgres``:
+the PostgreSQL stack alone, a minute or two).
 BENCH_WEB_WORKERS sets the gunicorn worker count of the SQLite stacks (default 2, as
 run-platform.sh).
 """
@@ -195,9 +197,15 @@ ALL_RUNTIMES = ("nginx", "apache", "python", "node")
 # Slots besides nginx: one idle container each for the memory measure, and python one
 # more for the app upload.
 EXTRA_SLOTS = {"apache": 1, "python": 2, "node": 1}
-SECTIONS = ["claim_sequential", "burst", "recycle", "locust", "cold_start", "release_to_idle",
-            "upload", "kill_recovery", "memory", "release_to_idle_https", "pool_init",
-            "burst_postgres"]
+# Each stack's sections, in the order they run (a stack's sections build on each other,
+# so --only runs the whole stack that holds the section named).
+STACKS = {
+    "main": ["claim_sequential", "burst", "recycle", "locust", "cold_start",
+             "release_to_idle", "upload", "kill_recovery", "memory"],
+    "https": ["release_to_idle_https", "pool_init"],
+    "postgres": ["burst_postgres"],
+}
+SECTIONS = [name for sections in STACKS.values() for name in sections]
 
 
 # --- the stacks' outside pieces ----------------------------------------------------------
@@ -835,7 +843,9 @@ class Bench:
         self.results[name] = result
         say(f"section {name}: {json.dumps(result)[:400]}")
 
-    def run(self) -> dict[str, Any]:
+    def run(self, only: str = "") -> dict[str, Any]:
+        """Every stack, one after the other; with ``only`` (a section's name) just the
+        stack that holds it."""
         meta: dict[str, Any] = {
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "mode": "small" if self.small else "full",
@@ -847,7 +857,29 @@ class Bench:
             "loadavg_before": loadavg(),
             "web": f"gunicorn gthread, {self.stack.web_workers} workers x 8 threads",
         }
+        stacks = [n for n, sections in STACKS.items() if not only or only in sections]
         started = time.perf_counter()
+        if "main" in stacks:
+            self.main_stack(meta)
+        # One stack at a time: each of the next two starts after the previous is gone.
+        if "https" in stacks:
+            self.other_stack(STACKS["https"], self.https_stack)
+        if "postgres" in stacks:
+            self.other_stack(STACKS["postgres"], self.postgres_stack)
+        left = 0
+        for instance in (self.instance, f"{self.instance}-https", f"{self.instance}-pg"):
+            left += len(run(["docker", "ps", "-aq", "--filter",
+                             f"label=paas.instance={instance}"], check=False).stdout.split())
+        meta["containers_left"] = left
+        meta["total_s"] = round(time.perf_counter() - started, 1)
+        meta["loadavg_after"] = loadavg()
+        for name in (s for n in stacks for s in STACKS[n]):
+            self.results.setdefault(name, {"error": "not run"})
+        return {"meta": meta, "sections": self.results,
+                "targets": evaluate(self.results)}
+
+    def main_stack(self, meta: dict[str, Any]) -> None:
+        """The SQLite stack: sections 1-5, 7 and 8."""
         try:
             meta["setup"] = self.setup()
             self.section("claim_sequential", self.claim_sequential)
@@ -869,20 +901,6 @@ class Bench:
             self.remove_cold()
             self.stack.stop()
             self.remove_networks(self.instance)
-        # One stack at a time: each of the next two starts after the previous is gone.
-        self.other_stack(["release_to_idle_https", "pool_init"], self.https_stack)
-        self.other_stack(["burst_postgres"], self.postgres_stack)
-        left = 0
-        for instance in (self.instance, f"{self.instance}-https", f"{self.instance}-pg"):
-            left += len(run(["docker", "ps", "-aq", "--filter",
-                             f"label=paas.instance={instance}"], check=False).stdout.split())
-        meta["containers_left"] = left
-        meta["total_s"] = round(time.perf_counter() - started, 1)
-        meta["loadavg_after"] = loadavg()
-        for name in SECTIONS:
-            self.results.setdefault(name, {"error": "not run"})
-        return {"meta": meta, "sections": self.results,
-                "targets": evaluate(self.results)}
 
     def other_stack(self, sections: list[str], fn: Callable[[], None]) -> None:
         """Run ``fn`` (a stack of its own and its sections); a failure to start the
@@ -997,6 +1015,8 @@ def lookup(sections: dict[str, Any], key: str) -> Any:
 def evaluate(sections: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for t in TARGETS:
+        if t.key.split(".")[0] not in sections:
+            continue  # a stack left out (--only)
         value = lookup(sections, t.key)
         limit = t.limit
         if t.limit_key:
@@ -1094,6 +1114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtimes", default=",".join(ALL_RUNTIMES),
                         help="runtimes to include besides nginx (default: all four; the "
                              "python upload and the per-runtime memory need theirs)")
+    parser.add_argument("--only", choices=SECTIONS, default="",
+                        help="run only the stack that holds this section (e.g. "
+                             "burst_postgres: a minute or two)")
     args = parser.parse_args(argv)
     runtimes = tuple(rt for rt in ALL_RUNTIMES if rt == "nginx" or rt in args.runtimes.split(","))
 
@@ -1108,7 +1131,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMALL if args.small else FULL
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paas_project.settings")
     bench = Bench(sizes, small=args.small, port_base=port_base, runtimes=runtimes)
-    report = bench.run()
+    report = bench.run(only=args.only)
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

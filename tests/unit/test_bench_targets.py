@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "infrastructure" / "bench"))
@@ -101,3 +102,28 @@ def test_locust_figures_of_a_run_without_requests(tmp_path: Path) -> None:
                      "N/A,N/A,N/A,N/A,N/A,N/A\n")
     figures = bench.locust_figures(stats)
     assert figures["claims"] == 0 and figures["claim_p50_ms"] is None
+
+
+def test_only_runs_the_stack_that_holds_the_section(monkeypatch: Any) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr(bench, "machine_info", lambda: {})
+    monkeypatch.setattr(bench, "run", lambda *a, **k: mock.Mock(stdout=""))
+    monkeypatch.setattr(bench.Bench, "main_stack", lambda self, meta: ran.append("main"))
+    monkeypatch.setattr(bench.Bench, "https_stack", lambda self: ran.append("https"))
+
+    def postgres_stack(self: bench.Bench) -> None:
+        ran.append("postgres")
+        self.results["burst_postgres"] = {"throughput_per_s": 251.0}
+
+    monkeypatch.setattr(bench.Bench, "postgres_stack", postgres_stack)
+    b = bench.Bench(bench.SMALL, small=True, port_base=61000, runtimes=("nginx",))
+    b.stack.data_dir.rmdir()  # made by the stack's constructor; never started here
+    report = b.run(only="burst_postgres")
+    assert ran == ["postgres"]
+    assert list(report["sections"]) == ["burst_postgres"]
+    assert {r["key"].split(".")[0] for r in report["targets"]} == {"burst_postgres"}
+    assert row(report["targets"], "burst_postgres.throughput_per_s")["met"] is True
+
+    ran.clear()
+    assert set(b.run()["sections"]) == set(bench.SECTIONS)  # without it: every stack
+    assert ran == ["main", "https", "postgres"]

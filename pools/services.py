@@ -460,8 +460,9 @@ UPDATE pools_poolcontainer
        SELECT id FROM pools_poolcontainer
         WHERE runtime_id = %s AND status = 'idle' AND retry_after IS NULL
         LIMIT 1 {lock})
-RETURNING *
-"""
+RETURNING """ + ", ".join(f'"{field.column}"' for field in PoolContainer._meta.concrete_fields)
+# The columns by name, not ``*``: a statement PostgreSQL keeps prepared must not change
+# its result's shape when a migration adds a column under a running process.
 
 
 def slot_claim(*, runtime: Runtime, user: AbstractBaseUser) -> PoolContainer:

@@ -169,6 +169,32 @@ def test_postgresql_prepares_a_launchs_statements_once_per_connection(
     assert 'INSERT INTO "deployments_deployment"' in prepared
 
 
+@pytest.mark.vendor
+@pytest.mark.skipif("postgresql" not in settings.DATABASES["default"]["ENGINE"],
+                    reason="prepared statements are PostgreSQL's")
+def test_a_prepared_claim_survives_a_column_added_under_it(
+        alice: AbstractUser, warm: Callable, api: Callable[..., APIClient]) -> None:
+    """A migration (another process) adds a slot column while the web runs: a prepared
+    claim that returned ``*`` failed every launch ("cached plan must not change result
+    type") until its connection was recycled. It names its columns."""
+    import psycopg
+
+    warm("nginx", 3)
+    client = api(alice)
+    for _ in range(2):
+        assert launch(client)[0] == 201
+
+    def other_connection(sql: str) -> None:
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+            other.execute(sql)
+
+    other_connection("ALTER TABLE pools_poolcontainer ADD COLUMN added_later integer")
+    try:
+        assert launch(client)[0] == 201
+    finally:
+        other_connection("ALTER TABLE pools_poolcontainer DROP COLUMN added_later")
+
+
 def test_answers_build_the_fields_once_and_each_binds_its_own(
         alice: AbstractUser, bob: AbstractUser, warm: Callable,
         api: Callable[..., APIClient]) -> None:

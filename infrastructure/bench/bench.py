@@ -67,6 +67,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from common import (  # noqa: E402
+    CLIENT_ERRORS,
     Client,
     SlotDB,
     docker_mem_mib,
@@ -261,7 +262,7 @@ def burst_run(clients: list[Client], per_client: int, *,
     """Every client claims ``per_client`` nginx deployments back to back, all starting
     at one barrier. Returns the figures and the (client, deployment id) claimed."""
     for c in clients:  # open each keep-alive connection before the clock starts
-        c.session.get(f"{c.base}/api/runtimes/", timeout=30).raise_for_status()
+        c.warm()
     barrier = threading.Barrier(len(clients))
     samples: list[tuple[float, float, int]] = []  # (start, latency, status)
     claimed: list[tuple[Client, int]] = []
@@ -275,7 +276,7 @@ def burst_run(clients: list[Client], per_client: int, *,
             start = time.perf_counter()
             try:
                 elapsed, code, body = c.claim("nginx")
-            except requests.RequestException:
+            except CLIENT_ERRORS:
                 elapsed, code, body = time.perf_counter() - start, 0, {}
             mine.append((start, elapsed, code))
             if code == 201:

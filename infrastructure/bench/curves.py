@@ -31,10 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import (  # noqa: E402
+    CLIENT_ERRORS,
     Client,
     SlotDB,
     machine_info,
@@ -188,7 +187,7 @@ class Curves:
         idle_before = self.make_idle(max(self.sizes.idle_floor, clients * each))
         sessions = [Client(self.stack.url, self.tokens[f"curve-{i}"]) for i in range(clients)]
         for c in sessions:  # open each keep-alive connection before the clock starts
-            c.session.get(f"{self.stack.url}/api/runtimes/", timeout=30).raise_for_status()
+            c.warm()
         samples = self.burst(sessions, each)
         ok = [lat for _, lat, code, _ in samples if code == 201]
         wall = (max(start + lat for start, lat, _, _ in samples)
@@ -213,7 +212,7 @@ class Curves:
                 start = time.perf_counter()
                 try:
                     elapsed, code, body = sessions[index].claim("nginx")
-                except requests.RequestException:
+                except CLIENT_ERRORS:
                     elapsed, code, body = time.perf_counter() - start, 0, {}
                 mine.append((start, elapsed, code, f"curve-{index}"))
                 if code == 201:

@@ -212,6 +212,7 @@ def test_killed_watcher_is_started_again_and_recovers_the_next_kill(
     assert_recovered(user, deployment)
     assert f"slot {before['id']} (nginx:{before['port']}): container die; recovery queued" \
         in stack.log("worker")
+    user.api("DELETE", f"{deployment['id']}/", 204)  # the later tests want the slot
 
 
 def test_killed_container_comes_back_by_the_reconcile_pass(watcher: LiveStack) -> None:

@@ -6,6 +6,7 @@ the self-healing live stack, test_self_healing.py.)"""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import time
@@ -58,6 +59,8 @@ def cluster() -> Iterator[LiveStack]:
     stack.start_cluster("worker")
     pgid = stack.procs["worker"].pid
     try:
+        wait_until("the cluster runs", lambda: re.search(
+            r"Q Cluster .* running\.", stack.log("worker")) is not None, 30)
         yield stack
     finally:
         stack.stop_process("worker", signal.SIGKILL)

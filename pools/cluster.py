@@ -29,6 +29,8 @@ from types import FrameType
 
 from django.db import connections
 
+from pools.metrics import process_dead
+
 RESTART_DELAY = 1.0
 RESTART_DELAY_MAX = 60.0
 STEADY_SECONDS = 60.0  # a watcher that ran this long starts again after the short delay
@@ -62,8 +64,9 @@ class WatcherChild:
             self.start()
 
     def _note_exit(self, now: float) -> None:
-        assert self.process is not None
+        assert self.process is not None and self.process.pid is not None
         code = self.process.exitcode
+        process_dead(self.process.pid)  # its live-gauge metric files go (as gunicorn's)
         self.process = None
         if now - self.started_at >= STEADY_SECONDS:
             self.delay = RESTART_DELAY
@@ -95,6 +98,8 @@ class WatcherChild:
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
+        if self.process.pid is not None:
+            process_dead(self.process.pid)
         self.process = None
 
 

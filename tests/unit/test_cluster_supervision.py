@@ -15,6 +15,7 @@ from pools.cluster import WatcherChild
 
 class FakeProcess:
     exitcode: int | None = None
+    pid = 4242
 
     def is_alive(self) -> bool:
         return self.exitcode is None
@@ -85,3 +86,12 @@ def test_a_watcher_that_ran_a_while_starts_again_soon(child: WatcherChild,
     for _ in range(4):
         restart_after(child, clock)
     assert restart_after(child, clock, ran=cluster.STEADY_SECONDS) == 1.0
+
+
+def test_a_dead_watchers_live_gauges_are_dropped(child: WatcherChild, clock: Clock,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    dropped: list[int] = []
+    monkeypatch.setattr(cluster, "process_dead", dropped.append)
+    child.keep_running()
+    restart_after(child, clock)
+    assert dropped == [FakeProcess.pid]

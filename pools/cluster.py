@@ -29,8 +29,6 @@ from types import FrameType
 
 from django.db import connections
 
-from pools.metrics import process_dead
-
 RESTART_DELAY = 1.0
 RESTART_DELAY_MAX = 60.0
 STEADY_SECONDS = 60.0  # a watcher that ran this long starts again after the short delay
@@ -66,7 +64,7 @@ class WatcherChild:
     def _note_exit(self, now: float) -> None:
         assert self.process is not None and self.process.pid is not None
         code = self.process.exitcode
-        process_dead(self.process.pid)  # its live-gauge metric files go (as gunicorn's)
+        _forget_metrics(self.process.pid)
         self.process = None
         if now - self.started_at >= STEADY_SECONDS:
             self.delay = RESTART_DELAY
@@ -99,8 +97,16 @@ class WatcherChild:
             self.process.kill()
             self.process.join()
         if self.process.pid is not None:
-            process_dead(self.process.pid)
+            _forget_metrics(self.process.pid)
         self.process = None
+
+
+def _forget_metrics(pid: int) -> None:
+    """A dead watcher's live-gauge metric files go, as a gunicorn worker's do (imported
+    here: this module is imported by tools that set no Django up)."""
+    from pools.metrics import process_dead
+
+    process_dead(pid)
 
 
 def _watch(parent_pid: int, say: Say) -> None:

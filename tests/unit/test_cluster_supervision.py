@@ -91,7 +91,7 @@ def test_a_watcher_that_ran_a_while_starts_again_soon(child: WatcherChild,
 def test_a_dead_watchers_live_gauges_are_dropped(child: WatcherChild, clock: Clock,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     dropped: list[int] = []
-    monkeypatch.setattr(cluster, "process_dead", dropped.append)
+    monkeypatch.setattr("pools.metrics.process_dead", dropped.append)
     child.keep_running()
     restart_after(child, clock)
     assert dropped == [FakeProcess.pid]

@@ -1,9 +1,11 @@
 """The live stack: gunicorn, the django-q2 cluster and the watcher as real processes,
-with their own instance label, data dir, SQLite file and port ranges. Used by the
-browser tests, the watcher fault tests and the benchmark smoke test."""
+started the way the platform runs them (the watcher a child of the first cluster,
+``pool cluster``), with their own instance label, data dir, SQLite file and port
+ranges. Used by the browser tests, the watcher fault tests and the benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from pools.cluster import WATCHER_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,11 +102,10 @@ class LiveStack:
         self.manage("collectstatic", "--noinput")
         self.manage("pool", "init")
         # Several clusters (each with PAAS_Q_WORKERS workers) as on a production control
-        # host: their logs are worker.log, worker2.log, ...
+        # host: their logs are worker.log, worker2.log, ...; the watcher logs with the
+        # first.
         for k in range(1, self.cluster_processes + 1):
-            self.start_cluster("worker" if k == 1 else f"worker{k}")
-        if self.watcher:
-            self.start_watcher()
+            self.start_cluster("worker" if k == 1 else f"worker{k}", wait=False)
         self.start_process("web", [
             str(Path(sys.executable).parent / "gunicorn"), "paas_project.wsgi:application",
             "--bind", f"127.0.0.1:{self.port}", "--config", "python:paas_project.gunicorn_conf",
@@ -110,14 +113,65 @@ class LiveStack:
             "--workers", str(self.web_workers), "--threads", "8",
         ])
         self.wait_http("/healthz", timeout=30)
+        if self.watcher:
+            self.wait_watching()
 
-    def start_cluster(self, name: str) -> None:
-        self.start_process(name, [sys.executable, "manage.py", "qcluster", "--skip-checks"])
+    def start_cluster(self, name: str, *, wait: bool = True) -> None:
+        """The first cluster runs the watcher as its child (``pool cluster``) unless the
+        stack has none (``wait``: until it watches); more clusters are plain
+        ``qcluster``s."""
+        python = sys.executable
+        if name == "worker" and self.watcher:
+            self.start_process(name, [python, "manage.py", "pool", "--skip-checks", "cluster"])
+            if wait:
+                self.wait_watching()
+        else:
+            self.start_process(name, [python, "manage.py", "qcluster", "--skip-checks"])
+
+    def stop_watcher(self) -> None:
+        """Nobody watches Docker events: the first cluster starts again without its
+        watcher (a fault test's "the watcher is down")."""
+        self.watcher = False
+        self.stop_process("worker")
+        self.start_cluster("worker")
 
     def start_watcher(self) -> None:
-        watch = [sys.executable, "manage.py", "pool", "--skip-checks", "watch"]
-        self.start_process("watch", watch)
-        time.sleep(1.0)  # let it subscribe before faults are injected
+        """The first cluster starts again with its watcher (if it had none)."""
+        if self.watcher and self.watcher_pid() is not None:
+            return
+        self.watcher = True
+        self.stop_process("worker")
+        self.start_cluster("worker")
+
+    def watcher_pid(self) -> int | None:
+        """The first cluster's watcher child, if it runs."""
+        proc = self.procs.get("worker")
+        if proc is None or proc.poll() is not None:
+            return None
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        for pid in children.read_text().split() if children.exists() else []:
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == WATCHER_NAME:
+                    return int(pid)
+        return None
+
+    def wait_watching(self, *, timeout: float = 30.0) -> int:
+        """Wait until the watcher child runs and has subscribed; its pid."""
+        deadline = time.monotonic() + timeout
+        while (pid := self.watcher_pid()) is None or not self._subscribed(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the watcher did not start; log:\n"
+                                   + self.log("worker")[-3000:])
+            time.sleep(0.2)
+        return pid
+
+    @staticmethod
+    def _subscribed(pid: int) -> bool:
+        """The child has its event stream to Docker open (the parent holds no socket)."""
+        fds = Path(f"/proc/{pid}/fd")
+        with contextlib.suppress(OSError):
+            return any("socket:" in os.readlink(fd) for fd in fds.iterdir())
+        return False
 
     def start_process(self, name: str, cmd: list[str]) -> None:
         log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 (lives with the process)
@@ -141,7 +195,7 @@ class LiveStack:
 
     def stop_processes(self) -> None:
         """The platform stopped; its containers (and data dir) stay."""
-        for name in ["web", "watch", *sorted(n for n in self.procs if n.startswith("worker"))]:
+        for name in ["web", *sorted(n for n in self.procs if n.startswith("worker"))]:
             self.stop_process(name)
 
     def remove_containers(self) -> None:

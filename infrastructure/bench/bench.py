@@ -643,7 +643,7 @@ class Bench:
             time.sleep(wait)
         targets = list(self.kill_targets)
         watch = [self.kill_once(targets.pop(0)) for _ in range(self.sizes.kill_watch_reps)]
-        self.stack.stop_process("watch")
+        self.stack.stop_watcher()
         try:
             reconcile = [self.kill_once(targets.pop(0), reconcile=True)
                          for _ in range(self.sizes.kill_reconcile_reps)]

@@ -188,7 +188,7 @@ do_converge() {
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     rm -rf "$work/src"
     docker logs "$target" >"$work/target-console.log" 2>&1 || true
-    docker exec "$target" journalctl --no-pager -u paas-web -u paas-worker -u paas-watch \
+    docker exec "$target" journalctl --no-pager -u paas-web -u paas-worker \
       >"$work/journal.log" 2>&1 || true
     # Stop the target first: its units stop, so no watcher recovers what we remove next.
     docker stop -t 30 "$target" >/dev/null 2>&1 || true
@@ -243,6 +243,10 @@ do_converge() {
   "paas_admin_password": "deploy-test-$run_id-$RANDOM$RANDOM"
 }
 EOF
+  # An upgrade from a release with the separate watcher unit: the playbook must stop,
+  # disable and remove it (the watcher now runs inside paas-worker).
+  docker exec "$target" sh -c 'printf "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n" >/etc/systemd/system/paas-watch.service && systemctl daemon-reload && systemctl enable --now paas-watch' >/dev/null 2>&1 \
+    || fail "could not plant an old paas-watch unit in the target"
   local playbook=("$venv/bin/ansible-playbook" -i "$work/inventory.ini" -e "@$work/vars.json" site.yml)
   local started converge_time second_time recap
   log "converge: first run of site.yml (log $work/converge-1.log)"
@@ -255,13 +259,21 @@ EOF
   log "first run:  $(recap_of "$work/converge-1.log")"
   log "TIMING converge=${converge_time}s"
 
-  # 1. the three units are active
+  # 1. the two units are active, the watcher runs inside paas-worker, the old unit is gone
   local unit state_of
-  for unit in paas-web paas-worker paas-watch; do
+  for unit in paas-web paas-worker; do
     state_of=$(docker exec "$target" systemctl is-active "$unit" || true)
     [ "$state_of" = active ] || fail "$unit is '$state_of', not active"
     log "CHECK $unit: active"
   done
+  docker exec "$target" sh -c 'grep -qx paas-watcher /proc/[0-9]*/comm' \
+    || fail "no paas-watcher process (the watcher child of paas-worker)"
+  log "CHECK paas-watcher: running"
+  state_of=$(docker exec "$target" systemctl is-active paas-watch || true)
+  if [ "$state_of" = active ] || docker exec "$target" test -e /etc/systemd/system/paas-watch.service; then
+    fail "the old paas-watch unit is still there ($state_of)"
+  fi
+  log "CHECK old paas-watch unit: removed"
   # 2. the platform answers on its port inside the target
   local code path
   for path in /healthz /admin/login/; do

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Start the whole platform in the foreground: Caddy (the HTTPS front door, when
 # PAAS_CADDY_ADMIN is set, the default), gunicorn on port 5000 (loopback only behind
-# Caddy), the django-q2 cluster and the Docker events watcher. Ctrl-C (or SIGTERM)
-# stops them all cleanly.
+# Caddy), the django-q2 cluster and the Docker events watcher (the cluster's child,
+# sharing its memory: `pool cluster`). Ctrl-C (or SIGTERM) stops them all cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py=.venv/bin/python
@@ -26,7 +26,8 @@ rm -rf "${PAAS_DATA_DIR:-var}/metrics"
 # Each process runs in its own session (setsid): Ctrl-C in the terminal reaches this
 # script alone, which then asks each to stop exactly once. A second signal (SIGINT from
 # the terminal on top of our SIGTERM) is what left the django-q2 cluster hanging on a
-# lock; gunicorn and the cluster pass the SIGTERM on to their own children.
+# lock; gunicorn and the cluster pass the SIGTERM on to their own children (the
+# cluster's parent to its watcher too).
 pids=()
 stopping=0
 start() {
@@ -81,10 +82,11 @@ if "$py" manage.py proxy enabled; then
   sed -n 2p "$data/site.txt"
 fi
 
-# No system checks for the long-running commands (migrate ran them above): they load
-# the URLconf, every view and the admin, which neither process uses (25 MB each).
-start "$py" manage.py qcluster --skip-checks
-start "$py" manage.py pool --skip-checks watch
+# No system checks for the long-running command (migrate ran them above): they load
+# the URLconf, every view and the admin, which it never uses (25 MB). `pool cluster` is
+# django-q2's cluster with the watcher forked from the same parent, so both share one
+# Django (`pool watch` alone still works, for a watcher of its own).
+start "$py" manage.py pool --skip-checks cluster
 start .venv/bin/gunicorn paas_project.wsgi:application --bind "$bind:$port" \
   --config python:paas_project.gunicorn_conf \
   --access-logfile - --graceful-timeout 5

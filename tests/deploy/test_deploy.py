@@ -62,7 +62,8 @@ def test_playbook_converges_on_fresh_debian_and_is_idempotent() -> None:
     for check in (
         "CHECK paas-web: active",
         "CHECK paas-worker: active",
-        "CHECK paas-watch: active",
+        "CHECK paas-watcher: running",
+        "CHECK old paas-watch unit: removed",
         "CHECK GET /healthz: 200",
         "CHECK pools warm:",
         "CHECK second run: changed=0",

@@ -65,7 +65,7 @@ def _started(max_total: int) -> Iterator[LiveStack]:
         stack.manage("pool", "set-policy", "nginx", "--min-idle", "5",
                      "--max-total", str(max_total), "--idle-ttl", str(IDLE_TTL))
         yield stack
-    print(f"\n(live stack logs: {stack.data_dir}/{{web,worker,watch}}.log)")
+    print(f"\n(live stack logs: {stack.data_dir}/{{web,worker}}.log)")
 
 
 # --- a client, as a user's script would be ------------------------------------------

@@ -164,15 +164,13 @@ def stack(docker_engine: DockerEngine) -> Iterator[LiveStack]:
         extra_env={"PAAS_Q_TIMEOUT": "20", "PAAS_Q_RETRY": "25"},
     ) as live:
         yield live
-    print(f"\n(live stack logs: {live.data_dir}/{{web,worker,watch}}.log)")
+    print(f"\n(live stack logs: {live.data_dir}/{{web,worker}}.log)")
 
 
 @pytest.fixture
 def watcher(stack: LiveStack) -> LiveStack:
     """The stack with its watcher running (restarted if an earlier test stopped it)."""
-    proc = stack.procs.get("watch")
-    if proc is None or proc.poll() is not None:
-        stack.start_watcher()
+    stack.start_watcher()
     return stack
 
 
@@ -190,12 +188,36 @@ def test_killed_container_comes_back_by_the_watcher(watcher: LiveStack) -> None:
     after = slot_at(watcher, port)
     assert after["status"] == S.ASSIGNED and after["container_id"] != before["container_id"]
     assert only_container(HEAL_INSTANCE, after["id"], after["container_id"])
-    assert "recovery queued" in watcher.log("watch")
+    assert "recovery queued" in watcher.log("worker")
+
+
+def test_killed_watcher_is_started_again_and_recovers_the_next_kill(
+        watcher: LiveStack) -> None:
+    """The watcher is the cluster's child (``pool cluster``): killed, its parent starts
+    it again while the cluster runs on, and the new one does the watcher's work."""
+    stack = watcher
+    cluster = stack.procs["worker"]
+    killed = stack.watcher_pid()
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+    wait_for("a new watcher", lambda: stack.watcher_pid() not in (None, killed), timeout=15)
+    stack.wait_watching()
+    assert cluster.poll() is None and stack.procs["worker"] is cluster
+    assert "watcher exited (status -9)" in stack.log("worker")
+
+    user, deployment, marker = launch_site(stack, "walt")
+    before = slot_at(stack, deployment["port"])
+    docker("kill", before["container_id"])
+    time_until_serving(deployment["port"], marker, time.monotonic(), timeout=30)
+    assert_recovered(user, deployment)
+    assert f"slot {before['id']} (nginx:{before['port']}): container die; recovery queued" \
+        in stack.log("worker")
+    user.api("DELETE", f"{deployment['id']}/", 204)  # the later tests want the slot
 
 
 def test_killed_container_comes_back_by_the_reconcile_pass(watcher: LiveStack) -> None:
     stack = watcher
-    stack.stop_process("watch")
+    stack.stop_watcher()
     user, deployment, marker = launch_site(stack, "rita")
     port = deployment["port"]
     before = slot_at(stack, port)
@@ -347,7 +369,7 @@ def own_stack(own_engine: OwnEngine, monkeypatch: pytest.MonkeyPatch) -> Iterato
                    "PAAS_Q_TIMEOUT": "20", "PAAS_Q_RETRY": "25"},
     ) as live:
         yield live
-    print(f"\n(live stack logs: {live.data_dir}/{{web,worker,watch}}.log)")
+    print(f"\n(live stack logs: {live.data_dir}/{{web,worker}}.log)")
 
 
 def _docker_answers() -> bool:
@@ -362,6 +384,7 @@ def test_daemon_restart_during_passes_replaces_nothing_and_converges(
     sites = {deployment["port"]: marker}
     before = {row["id"]: row for row in rows(stack)}
     assert all(row["status"] in (S.IDLE, S.ASSIGNED) for row in before.values()), before
+    watcher_before = stack.watcher_pid()
 
     passes: list[subprocess.CompletedProcess[str]] = []
     stop = threading.Event()
@@ -401,7 +424,7 @@ def test_daemon_restart_during_passes_replaces_nothing_and_converges(
     assert replaced == [], [(after[i], before[i]) for i in replaced]
     for port, text in sites.items():
         assert http_get(port, expect=text, host=host)[0] == 200
-    assert stack.procs["watch"].poll() is None, "the watcher died with the daemon"
+    assert stack.watcher_pid() == watcher_before, "the watcher died with the daemon"
     assert stack.procs["worker"].poll() is None
     stack.wait_http("/healthz", timeout=30)
     assert user.show(deployment)["status"] == "running"

@@ -99,7 +99,7 @@ def stack(swarm_lab: Lab) -> Iterator[LiveStack]:
                    "PAAS_Q_TIMEOUT": "60", "PAAS_Q_RETRY": "70"},
     ) as live:
         yield live
-    print(f"\n(live stack logs: {live.data_dir}/{{web,worker,watch}}.log)")
+    print(f"\n(live stack logs: {live.data_dir}/{{web,worker}}.log)")
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ def test_other_commands_do_not_pay_for_it() -> None:
 @pytest.mark.parametrize("path", [
     "infrastructure/scripts/run-platform.sh",
     "infrastructure/roles/services/templates/paas-worker.service.j2",
-    "infrastructure/roles/services/templates/paas-watch.service.j2",
     "tests/live.py",
 ])
 def test_every_start_skips_the_system_checks(path: str) -> None:
@@ -42,6 +41,6 @@ def test_every_start_skips_the_system_checks(path: str) -> None:
     uses none of it (``migrate``, run before, checks the same)."""
     text = (ROOT / path).read_text()
     starts = [line for line in text.splitlines() if "manage.py" in line
-              and re.search(r"\bqcluster\b|\bwatch\b", line)]
+              and re.search(r"\bqcluster\b|\bwatch\b|\bcluster\b", line)]
     assert starts, path
     assert all("skip-checks" in line for line in starts), starts

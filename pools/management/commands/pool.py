@@ -52,6 +52,8 @@ class Command(BaseCommand):
         sub.add_parser("check", help="check the slot invariants (exit 1 when violated)")
         sub.add_parser("prune", help="delete history older than PAAS_HISTORY_DAYS")
         sub.add_parser("watch", help="follow Docker events and queue recoveries")
+        sub.add_parser("cluster", help="the task cluster with the watcher as its child "
+                                       "(how the platform runs them)")
         sub.add_parser("schedules", help="install the periodic tasks")
         build = sub.add_parser("build-images", help="build the runtime images")
         build.add_argument("--offline", action="store_true",
@@ -215,6 +217,12 @@ class Command(BaseCommand):
 
         monitor.watch(say=self.say)
 
+    def do_cluster(self, **_: Any) -> None:
+        from pools.cluster import cluster_run
+
+        if not cluster_run(say=self.say):
+            raise CommandError("the task cluster's sentinel died; stopped the watcher too")
+
     def do_schedules(self, **_: Any) -> None:
         from deployments.lifetimes import cull_schedule_install
         from pools import monitor
@@ -224,7 +232,7 @@ class Command(BaseCommand):
             self.say(line)
 
 
-READ_ONLY = {"status", "watch", "check"}  # these change nothing: no audit row
+READ_ONLY = {"status", "watch", "cluster", "check"}  # these change nothing: no audit row
 
 
 def _audit(action: str, options: dict[str, Any], result: str) -> None:

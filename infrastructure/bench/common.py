@@ -193,16 +193,16 @@ class Client:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
         url = urlsplit(base)
-        self._conn = (http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80,
-                                                 timeout=30)
-                      if url.scheme == "http" else None)
+        self.lean = url.scheme == "http"
+        self._address = (url.hostname or "127.0.0.1", url.port or 80)
+        self._local = threading.local()  # a connection per thread (a release burst shares us)
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
                          "Content-Type": "application/json"}
 
     def call(self, method: str, path: str,
              body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         """(status, JSON answer or {}). Errors are OSError or http.client's."""
-        if self._conn is None:
+        if not self.lean:
             resp = self.session.request(method, self.base + path, json=body, timeout=30)
             ctype, data = resp.headers.get("content-type", ""), resp.content
             status = resp.status_code
@@ -212,8 +212,9 @@ class Client:
 
     def _lean(self, method: str, path: str,
               body: dict[str, Any] | None) -> tuple[int, str, bytes]:
-        conn = self._conn
-        assert conn is not None
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection(*self._address, timeout=30)
         # The server closes a connection idle past its keep-alive: that shows as readable.
         if conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
             conn.close()  # http.client opens a new one on the next request

@@ -60,3 +60,21 @@ def test_claims_share_one_connection_and_survive_its_idle_close(server: str) -> 
     _, status, body = client.claim("python")
     assert (status, body["runtime"]) == (201, "python")
     assert len(Handler.connections) == 2
+
+
+def test_threads_sharing_a_client_each_get_their_own_connection(server: str) -> None:
+    """The bench releases a burst's deployments from 32 threads, several per client: one
+    shared http.client connection answered them out of turn (ResponseNotReady)."""
+    client = Client(server, "tok")
+    results: list[int] = []
+
+    def claims() -> None:
+        for _ in range(20):
+            results.append(client.claim("nginx")[1])
+
+    threads = [threading.Thread(target=claims) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [201] * 80

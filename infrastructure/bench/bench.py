@@ -891,8 +891,11 @@ class Bench:
             self.section("cold_start", lambda: self.cold_start(p50))
             self.section("release_to_idle", self.release_to_idle)
             self.section("upload", self.upload)
-            self.section("kill_recovery", self.kill_recovery)
+            # Memory before the kill: its reconcile half restarts the cluster without its
+            # watcher (the watcher is the cluster's child), which would measure a cluster
+            # fresh from its start instead of one that has done the load sections' work.
             self.section("memory", self.memory)
+            self.section("kill_recovery", self.kill_recovery)
         except Exception as exc:
             traceback.print_exc()
             meta["error"] = f"{type(exc).__name__}: {exc}"

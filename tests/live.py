@@ -109,7 +109,6 @@ class LiveStack:
         self.start_process("web", [
             str(Path(sys.executable).parent / "gunicorn"), "paas_project.wsgi:application",
             "--bind", f"127.0.0.1:{self.port}", "--config", "python:paas_project.gunicorn_conf",
-            "--worker-class", "gthread",
             "--workers", str(self.web_workers), "--threads", "8",
         ])
         self.wait_http("/healthz", timeout=30)

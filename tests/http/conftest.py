@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from paas_project.gunicorn_conf import worker_class as WORKER_CLASS
 from tests.live import ROOT, free_port
 
 
@@ -49,7 +50,7 @@ class LiveWeb:
         log = (self.data_dir / f"web-{self.port}.log").open("ab")
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "paas_project.wsgi:application",
-             "--bind", f"127.0.0.1:{self.port}", "--worker-class", "gthread",
+             "--bind", f"127.0.0.1:{self.port}", "--worker-class", WORKER_CLASS,
              "--workers", str(self.workers), "--threads", "4"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)

@@ -22,7 +22,7 @@ def test_defaults_are_one_worker_per_core_of_eight_threads(
         monkeypatch: pytest.MonkeyPatch) -> None:
     conf = load(monkeypatch)
     assert (conf.worker_class, conf.workers, conf.threads) == (  # type: ignore[attr-defined]
-        "gthread", os.cpu_count() or 2, 8)
+        "paas_project.gunicorn_worker.BalancedThreadWorker", os.cpu_count() or 2, 8)
     assert conf.keepalive > 2  # type: ignore[attr-defined]
 
 

@@ -261,8 +261,6 @@ def burst_run(clients: list[Client], per_client: int, *,
               idle_before: int) -> tuple[dict[str, Any], list[tuple[Client, int]]]:
     """Every client claims ``per_client`` nginx deployments back to back, all starting
     at one barrier. Returns the figures and the (client, deployment id) claimed."""
-    for c in clients:  # open each keep-alive connection before the clock starts
-        c.warm()
     barrier = threading.Barrier(len(clients))
     samples: list[tuple[float, float, int]] = []  # (start, latency, status)
     claimed: list[tuple[Client, int]] = []
@@ -271,6 +269,7 @@ def burst_run(clients: list[Client], per_client: int, *,
     def worker(c: Client) -> None:
         mine: list[tuple[float, float, int]] = []
         ids: list[int] = []
+        c.warm()  # this thread's keep-alive connection, opened before the clock starts
         barrier.wait()
         for _ in range(per_client):
             start = time.perf_counter()

@@ -656,8 +656,9 @@ def _describe(exc: BaseException) -> str:
 
 def _build_container(slot: PoolContainer) -> ContainerInfo:
     """Start the slot's new container. The old one only has to give up the port first:
-    it is stopped (a kill, fast) and removed once the build is over (``slot_rebuild``),
-    off the path a user waits on. Should the start still be
+    it is stopped (a kill, fast) while the new one is created (``Engine.replace``), and
+    removed once the build is over (``slot_rebuild``), off the path a user waits on.
+    Should the start still be
     refused (a container of a lost build holds the port), every older container of the
     slot is removed and the start tried once more."""
     engine = get_engine()
@@ -665,10 +666,9 @@ def _build_container(slot: PoolContainer) -> ContainerInfo:
         content.content_clear(slot_id=slot.pk)  # the next user never sees these files
     spec = slot_spec(slot)
     slot.image = spec.image  # recorded by _finish: the roll compares it with the runtime's
-    if slot.container_id:
-        engine.stop(slot.container_id)
     try:
-        created = engine.create(spec)
+        created = (engine.replace(slot.container_id, spec) if slot.container_id
+                   else engine.create(spec))
     except EngineUnavailable:
         raise
     except EngineError as exc:

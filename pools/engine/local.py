@@ -11,6 +11,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +110,33 @@ class DockerEngine:
 
     # -- containers -----------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> ContainerInfo:
+        return self._start(self._create(spec))
+
+    def replace(self, old_id: str, spec: ContainerSpec) -> ContainerInfo:
+        """``stop(old_id)``, then ``create(spec)``: the new container is created while
+        the old one is stopped, and started once the old one has let go of the port.
+        Docker answers a kill only after the container's network is torn down (about
+        0.1 s after its death, more on a host with many published ports), and the
+        create is off the path a user waits on meanwhile."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            stopping = pool.submit(self.stop, old_id)
+            try:
+                container = self._create(spec)
+            finally:
+                stopping.result()  # an error stopping it is the caller's to handle
+        return self._start(container)
+
+    def _create(self, spec: ContainerSpec) -> Any:
+        """The container, created (not started) or adopted (Docker's 409: a container of
+        that name exists, from an earlier try of this build)."""
         try:
-            container = self._call(self._client.containers.create, **_run_kwargs(spec))
+            return self._call(self._client.containers.create, **_run_kwargs(spec))
         except EngineError as exc:
             if getattr(exc.__cause__, "status_code", None) != 409:
                 raise
-            container = self._call(self._client.containers.get, spec.name)  # adopt
+            return self._call(self._client.containers.get, spec.name)
+
+    def _start(self, container: Any) -> ContainerInfo:
         if container.status == "running":
             return _info(container)
         self._call(container.start)

@@ -127,6 +127,11 @@ class SwarmEngine:
             service_id = self._service_named(spec.name)  # adopt
         return self._wait_started(service_id)
 
+    def replace(self, old_id: str, spec: ContainerSpec) -> ContainerInfo:
+        """The old service goes first: a service starts as soon as it is created."""
+        self.stop(old_id)
+        return self.create(spec)
+
     def _service_named(self, name: str) -> str:
         found = self._call(self._client.api.services, filters={"name": name})
         exact = [raw["ID"] for raw in found if raw["Spec"]["Name"] == name]

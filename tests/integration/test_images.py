@@ -36,25 +36,31 @@ Run = Callable[..., tuple[ContainerInfo, int]]
 def run_image(docker_engine: DockerEngine) -> Iterator[Run]:
     """``run_image("nginx")`` → (container, host port); every container carries this
     module's own ``paas.instance`` label and is removed at the end."""
-    instance = f"imgtest-{uuid.uuid4().hex[:8]}"
 
     def run(runtime: str, caps: list[str] | None = None) -> tuple[ContainerInfo, int]:
-        defaults = RUNTIMES[runtime]
         port = free_port()
-        spec = ContainerSpec(
-            name=f"paas-{instance}-{runtime}-{port}", image=image_tag(runtime),
-            labels={"paas.instance": instance, "paas.runtime": runtime},
-            internal_port=defaults.internal_port, host_port=port, bind_ip="127.0.0.1",
-            cap_add=caps if caps is not None else [c for c in defaults.cap_add.split(",") if c],
-            environment={"PAAS_CONTENT_ROOT": defaults.content_root},
-            read_only=True, tmpfs=writable_mounts(
-                runtime_name=runtime, content_root=defaults.content_root, size_mb=256),
-        )
-        return docker_engine.create(spec), port
+        return docker_engine.create(image_spec(runtime, port, caps)), port
 
     yield run
-    for info in docker_engine.list_managed(instance):
+    for info in docker_engine.list_managed(INSTANCE):
         docker_engine.remove(info.id)
+
+
+INSTANCE = f"imgtest-{uuid.uuid4().hex[:8]}"
+
+
+def image_spec(runtime: str, port: int, caps: list[str] | None = None,
+               suffix: str = "") -> ContainerSpec:
+    defaults = RUNTIMES[runtime]
+    return ContainerSpec(
+        name=f"paas-{INSTANCE}-{runtime}-{port}{suffix}", image=image_tag(runtime),
+        labels={"paas.instance": INSTANCE, "paas.runtime": runtime},
+        internal_port=defaults.internal_port, host_port=port, bind_ip="127.0.0.1",
+        cap_add=caps if caps is not None else [c for c in defaults.cap_add.split(",") if c],
+        environment={"PAAS_CONTENT_ROOT": defaults.content_root},
+        read_only=True, tmpfs=writable_mounts(
+            runtime_name=runtime, content_root=defaults.content_root, size_mb=256),
+    )
 
 
 def free_port() -> int:
@@ -260,3 +266,22 @@ def test_node_package_json_start_script_runs_with_npm_start(
     docker_engine.signal(info.id, "SIGHUP")
     assert get(port, expect="hello from npm start", timeout=20) == (200, "hello from npm start")
     assert "[paas] starting: npm start" in docker_engine.logs(info.id, tail=300)
+
+
+def test_replace_hands_the_port_to_the_new_container(run_image: Run,
+                                                    docker_engine: DockerEngine) -> None:
+    """``replace``: the new container is created while the old one is killed, and
+    started once the port is free; the old one stays, stopped, for ``remove``."""
+    old, port = run_image("nginx")
+    push(docker_engine, old.id, RUNTIMES["nginx"].content_root, {"index.html": "old one"})
+    assert get(port, expect="old one")[0] == 200
+    new = docker_engine.replace(old.id, image_spec("nginx", port, suffix="-next"))
+    assert new.id != old.id and new.running
+    status, body = get(port, expect=READY, timeout=10)  # the new one's placeholder
+    assert status == 200 and READY in body and "old one" not in body
+    stopped = docker_engine.inspect(old.id)
+    assert stopped is not None and not stopped.running
+    # An old container already gone (removed meanwhile) is no reason to fail.
+    docker_engine.remove(old.id)
+    newer = docker_engine.replace(old.id, image_spec("nginx", free_port(), suffix="-3"))
+    assert newer.running

@@ -39,8 +39,13 @@ def test_failed_recycle_then_reinitialize_serves_the_next_user_only_their_files(
     def refuse(spec: ContainerSpec) -> ContainerInfo:
         raise EngineError("daemon refused the create")
 
+    def refuse_replace(old_id: str, spec: ContainerSpec) -> ContainerInfo:
+        real_engine.stop(old_id)  # the kill goes through; the create does not
+        return refuse(spec)
+
     with pytest.MonkeyPatch.context() as broken:
         broken.setattr(real_engine, "create", refuse)
+        broken.setattr(real_engine, "replace", refuse_replace)
         deployments.deployment_release(deployment=first)
         for _ in range(services.MAX_FAILURES):
             services.slot_retry(slot=PoolContainer.objects.get(pk=first.slot_id))

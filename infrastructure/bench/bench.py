@@ -855,7 +855,7 @@ class Bench:
             "git": run(["git", "rev-parse", "--short", "HEAD"], check=False).stdout.strip(),
             # Other work on the host skews every number: the load is part of the result.
             "loadavg_before": loadavg(),
-            "web": f"gunicorn gthread, {self.stack.web_workers} workers x 8 threads",
+            "web": f"gunicorn gthread (balanced accept), {self.stack.web_workers} workers x 8 threads",
         }
         stacks = [n for n, sections in STACKS.items() if not only or only in sections]
         started = time.perf_counter()

@@ -103,7 +103,7 @@ class Curves:
             "sizes": asdict(self.sizes), "machine": machine_info(),
             "git": run(["git", "rev-parse", "--short", "HEAD"], check=False).stdout.strip(),
             "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
-            "web": f"gunicorn gthread, {self.stack.web_workers} workers x 8 threads",
+            "web": f"gunicorn gthread (balanced accept), {self.stack.web_workers} workers x 8 threads",
             "database": "SQLite",
         }
         results: dict[str, Any] = {"memory": [], "init": [], "claims": []}
@@ -186,8 +186,6 @@ class Curves:
         each = per_client(self.sizes, clients)
         idle_before = self.make_idle(max(self.sizes.idle_floor, clients * each))
         sessions = [Client(self.stack.url, self.tokens[f"curve-{i}"]) for i in range(clients)]
-        for c in sessions:  # open each keep-alive connection before the clock starts
-            c.warm()
         samples = self.burst(sessions, each)
         ok = [lat for _, lat, code, _ in samples if code == 201]
         wall = (max(start + lat for start, lat, _, _ in samples)
@@ -207,6 +205,7 @@ class Curves:
 
         def worker(index: int) -> None:
             mine = []
+            sessions[index].warm()  # this thread's keep-alive connection, before the clock
             barrier.wait()
             for _ in range(each):
                 start = time.perf_counter()

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,22 +25,29 @@ WORKER_CLASS = os.environ.get("TEST_WORKER_CLASS",
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "tests.http.pid_app:app",
-         "--bind", f"127.0.0.1:{port}", "--worker-class", WORKER_CLASS,
-         "--workers", str(WORKERS), "--threads", str(THREADS)],
-        cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+def start_server(tmp_path: Path) -> Iterator[Callable[[int, int], int]]:
+    """``start_server(workers, threads)`` → the port of gunicorn serving pid_app."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(workers: int, threads: int) -> int:
+        port = free_port()
+        log = tmp_path / f"gunicorn-{port}.log"
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "tests.http.pid_app:app",
+             "--bind", f"127.0.0.1:{port}", "--worker-class", WORKER_CLASS,
+             "--workers", str(workers), "--threads", str(threads)],
+            cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        procs.append(proc)
         deadline = time.monotonic() + 20
-        while log.read_text().count("Booting worker") < WORKERS or get(port, 0)[0] != 200:
+        while log.read_text().count("Booting worker") < workers or get(port, 0)[0] != 200:
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        time.sleep(0.5)  # both workers polling
-        yield port
-    finally:
+        time.sleep(0.5)  # every worker polling
+        return port
+
+    yield start
+    for proc in procs:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=15)
 
@@ -57,7 +64,9 @@ def get(port: int, pause: float) -> tuple[int, str]:
         conn.close()
 
 
-def test_clients_connecting_at_once_are_shared_by_the_workers(server: int) -> None:
+def test_clients_connecting_at_once_are_shared_by_the_workers(
+        start_server: Callable[[int, int], int]) -> None:
+    server = start_server(WORKERS, THREADS)
     barrier = threading.Barrier(CLIENTS)
     answers: list[tuple[int, str]] = []
 
@@ -78,3 +87,33 @@ def test_clients_connecting_at_once_are_shared_by_the_workers(server: int) -> No
     # threads' share makes the others idle and the whole take longer.
     assert sorted(served.values()) == [CLIENTS // WORKERS] * WORKERS, served
     assert wall < PAUSE * (CLIENTS // (WORKERS * THREADS) + 1), wall
+
+
+def test_clients_keeping_every_thread_busy_do_not_starve_a_new_one(
+        start_server: Callable[[int, int], int]) -> None:
+    """One worker, each thread busy and more requests queued on kept-alive connections:
+    a client connecting now is still answered soon (the worker takes it after holding
+    back a moment, there being no other worker to take it)."""
+    port = start_server(1, THREADS)
+    stop = threading.Event()
+
+    def hammer() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while not stop.is_set():
+            conn.request("GET", "/?0.05")
+            conn.getresponse().read()
+        conn.close()
+
+    hammers = [threading.Thread(target=hammer) for _ in range(2 * THREADS)]
+    for thread in hammers:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        status, _ = get(port, 0)
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        for thread in hammers:
+            thread.join()
+    assert status == 200 and waited < 1.0, (status, waited)

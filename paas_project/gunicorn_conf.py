@@ -2,9 +2,9 @@
 and count, read from the environment, and a hook. Flags on the command line still win.
 
 Threads, because a request mostly waits (on the database, on a lock): ``gthread``
-workers (``paas_project.gunicorn_worker``) with 8 threads each. Processes, because Python runs one thread at a time per
-process: one per core, so on the 2-core reference machine 2 (``PAAS_WEB_WORKERS``). More
-processes than cores do not claim faster (on SQLite launches write one at a time; on
+workers (``paas_project.gunicorn_worker``) with 8 threads each. Processes, because
+Python runs one thread at a time per process: one per core, so on the 2-core reference
+machine 2 (``PAAS_WEB_WORKERS``). More processes than cores do not claim faster (on SQLite launches write one at a time; on
 PostgreSQL the server needs the same cores) and each costs its own memory. See README
 "Web workers" for the measurements.
 """
@@ -27,8 +27,8 @@ def _env_int(name: str, default: int) -> int:
     return int(value)
 
 
-# gthread, accepting a connection only with a thread free (see the module): a burst of
-# new connections is shared by the workers instead of the first one awake taking most.
+# gthread, a busy worker leaving new connections to the others for a moment (see the
+# module): a burst of new connections is shared instead of the first worker awake taking most.
 worker_class = "paas_project.gunicorn_worker.BalancedThreadWorker"
 workers = _env_int("PAAS_WEB_WORKERS", os.cpu_count() or 2)
 threads = _env_int("PAAS_WEB_THREADS", 8)

@@ -67,6 +67,18 @@ def busy_count() -> int:
     return building.count() + int(queued or 0)
 
 
+def pass_changed() -> bool:
+    """Whether the latest reconcile pass did anything (or failed): then another is due."""
+    from pools.models import MonitorPass
+
+    last = MonitorPass.objects.order_by("-pk").first()
+    if last is None or not last.ok:
+        return True
+    done = last.summary or {}
+    return bool(done.get("orphans_removed") or any(
+        done.get(key) for key in ("recovered", "retried", "repushed", "refilled", "trimmed")))
+
+
 def backing_off() -> float | None:
     """Seconds until the last slot in back-off (a replacement that died soon after its
     rebuild waits before the next one) may be rebuilt by a pass: 0 when that time has

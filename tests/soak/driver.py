@@ -156,7 +156,13 @@ class Soak:
         deadline passes: the checks then report what did not converge). Passes repeat
         while a slot stays busy: one whose task was lost (a killed cluster on Redis) is
         retried by the first pass after ``stuck_seconds()``, as in production."""
-        from tests.soak.checks import backing_off, dead_free_slots, wait_quiet
+        from tests.soak.checks import (
+            backing_off,
+            busy_count,
+            dead_free_slots,
+            pass_changed,
+            wait_quiet,
+        )
 
         wait_quiet(timeout=min(PASS_EVERY, max(1.0, deadline - time.monotonic())))
         dead = dead_free_slots(self.stack.instance)
@@ -165,10 +171,15 @@ class Soak:
         passes = 0
         while True:
             passes += 1
+            started_quiet = busy_count() == 0
             self.reconcile(deadline=deadline)
+            # A pass that changed something, or counted while a slot was still being
+            # built, may have left work for the next one: a pool one slot above its
+            # size whose surplus was recycling then (only idle slots are trimmed).
+            final = started_quiet and not pass_changed()
             quiet = wait_quiet(timeout=min(PASS_EVERY, max(1.0, deadline - time.monotonic())))
             wait = backing_off()  # a pass before a slot's retry time left it as it was
-            if time.monotonic() >= deadline or (quiet and wait is None):
+            if time.monotonic() >= deadline or (quiet and final and wait is None):
                 break
             if wait is not None and quiet:
                 if time.monotonic() + wait > deadline:

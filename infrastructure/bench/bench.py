@@ -111,6 +111,7 @@ class Sizes:
     app_reps: int
     margin: int  # spare idle nginx slots
     locust_cycles: int  # claim+release cycles per locust user (one user per burst client)
+    settle_s: float = 90.0  # longest wait for a quiet host before a burst
 
     @property
     def burst_claims(self) -> int:
@@ -133,7 +134,7 @@ FULL = Sizes(warmup=10, seq=200, burst_clients=32, burst_per_client=7, cold_reps
              upload_reps=5, app_reps=3, margin=8, locust_cycles=7)
 SMALL = Sizes(warmup=1, seq=4, burst_clients=2, burst_per_client=2, cold_reps=1,
               release_reps=1, kill_watch_reps=1, kill_reconcile_reps=1, init_count=3,
-              upload_reps=1, app_reps=1, margin=1, locust_cycles=2)
+              upload_reps=1, app_reps=1, margin=1, locust_cycles=2, settle_s=0.0)
 
 
 # --- targets (issue 15, 2-core machine, quiet host, one run) -----------------------------
@@ -257,11 +258,13 @@ def pg_idle_count(url: str) -> int:
 
 
 # --- measures shared by the stacks ----------------------------------------------------------
-def burst_run(clients: list[Client], per_client: int, *,
-              idle_before: int) -> tuple[dict[str, Any], list[tuple[Client, int]]]:
+def burst_run(clients: list[Client], per_client: int, *, idle_before: int,
+              web_port: int | None = None) -> tuple[dict[str, Any], list[tuple[Client, int]]]:
     """Every client claims ``per_client`` nginx deployments back to back, all starting
-    at one barrier. Returns the figures and the (client, deployment id) claimed."""
-    barrier = threading.Barrier(len(clients))
+    at one barrier. Returns the figures and the (client, deployment id) claimed; with
+    ``web_port``, also the CPU each part used per claim from the barrier on."""
+    cpu: list[tuple[dict[int, tuple[str, int]], int, int]] = []
+    barrier = threading.Barrier(len(clients), action=lambda: cpu.append(cpu_snapshot()))
     samples: list[tuple[float, float, int]] = []  # (start, latency, status)
     claimed: list[tuple[Client, int]] = []
     lock = threading.Lock()
@@ -286,6 +289,7 @@ def burst_run(clients: list[Client], per_client: int, *,
 
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
         list(pool.map(worker, clients))
+    cpu.append(cpu_snapshot())
     ok = [lat for _, lat, code in samples if code == 201]
     first = min(start for start, _, _ in samples)
     last = max(start + lat for start, lat, _ in samples)
@@ -301,7 +305,66 @@ def burst_run(clients: list[Client], per_client: int, *,
     if ok:
         result.update(summary_ms(ok))
         result["p99_over_mean"] = round(result["p99_ms"] / result["mean_ms"], 2)
+    if web_port is not None:
+        result.update(cpu_per_claim(*cpu, web_port=web_port, claims=len(samples)))
     return result, claimed
+
+
+def cpu_snapshot() -> tuple[dict[int, tuple[str, int]], int, int]:
+    """Every process's CPU time so far ({pid: (what it is, clock ticks)}) and the
+    machine's busy and total ticks, from /proc."""
+    procs: dict[int, tuple[str, int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # ended meanwhile
+            continue
+        comm, fields = raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
+        procs[int(stat.parent.name)] = (f"{comm} {cmdline}", int(fields[11]) + int(fields[12]))
+    cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return procs, sum(cpu) - cpu[3] - cpu[4], sum(cpu)
+
+
+def host_settle(*, busy_pct: float = 15.0, timeout: float = 90.0) -> dict[str, float]:
+    """Wait (up to ``timeout``) until the machine's cores are less than ``busy_pct`` busy
+    over a second: what an earlier section left (a stack's hundreds of containers being
+    removed, the engine catching up) is not part of the next measure. Returns how long
+    it waited and the last second's load."""
+    started = time.perf_counter()
+    while True:
+        before = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
+        time.sleep(1.0)
+        after = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
+        delta = [int(a) - int(b) for a, b in zip(after, before, strict=True)]
+        busy = 100 * (sum(delta) - delta[3] - delta[4]) / max(sum(delta), 1)
+        waited = time.perf_counter() - started
+        if busy < busy_pct or waited > timeout:
+            return {"host_settle_s": round(waited, 1), "host_busy_pct_before": round(busy, 1)}
+
+
+def cpu_per_claim(before: tuple[dict[int, tuple[str, int]], int, int],
+                  after: tuple[dict[int, tuple[str, int]], int, int], *,
+                  web_port: int, claims: int) -> dict[str, Any]:
+    """CPU milliseconds per claim of the web, the database server, this client and the
+    rest between two snapshots, and how busy the machine's cores were: where a burst's
+    ceiling is when it is bound by CPU."""
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    groups: dict[str, int] = {"web": 0, "database": 0, "client": 0, "other": 0}
+    for pid, (what, ticks) in after[0].items():
+        used = ticks - before[0].get(pid, (what, 0))[1]
+        if pid == os.getpid():
+            groups["client"] += used
+        elif "gunicorn" in what and f"127.0.0.1:{web_port}" in what:
+            groups["web"] += used
+        elif what.startswith("postgres "):
+            groups["database"] += used
+        else:
+            groups["other"] += used
+    busy, total = after[1] - before[1], after[2] - before[2]
+    return {"cpu_ms_per_claim": {k: round(v * tick_ms / max(claims, 1), 2)
+                                 for k, v in groups.items()},
+            "cores_busy_pct": round(100 * busy / total, 1) if total else None}
 
 
 def locust_run(url: str, tokens: list[str], *, cycles: int, work_dir: Path) -> dict[str, Any]:
@@ -528,9 +591,11 @@ class Bench:
     def burst(self) -> dict[str, Any]:
         assert self.db is not None
         clients = [self.client(f"bench-burst-{i}") for i in range(self.sizes.burst_clients)]
-        result, self.burst_claimed = burst_run(clients, self.sizes.burst_per_client,
-                                               idle_before=self.db.counts().get("idle", 0))
-        return result
+        settled = host_settle(timeout=self.sizes.settle_s)
+        result, self.burst_claimed = burst_run(
+            clients, self.sizes.burst_per_client, idle_before=self.db.counts().get("idle", 0),
+            web_port=self.stack.port)
+        return {**result, **settled}
 
     # -- 2b. the burst's slots back (so locust finds as many idle) ----------------------
     def recycle(self) -> dict[str, Any]:
@@ -653,7 +718,8 @@ class Bench:
     @staticmethod
     def kill_summary(reps: list[dict[str, float]]) -> dict[str, Any]:
         out: dict[str, Any] = summary_ms([r["served_s"] for r in reps])
-        for key in ("detected_s", "slot_ready_s", "reconcile_cmd_s"):
+        for key in ("detected_s", "slot_ready_s", "reconcile_cmd_s", "die_s", "released_s",
+                    "created_s", "started_s"):
             values = [r[key] for r in reps if key in r]
             if values:
                 out[key.replace("_s", "_p50_ms")] = round(statistics.median(values) * 1000, 1)
@@ -667,7 +733,7 @@ class Bench:
         if status != 200 or body != token:
             raise RuntimeError(f"kill target on {port} does not serve its file: {status}")
         before = db.slot(port)
-        start = time.perf_counter()
+        start, wall = time.perf_counter(), time.time()
         run(["docker", "kill", before["container_id"]])
         marks: dict[str, float] = {}
         if reconcile:
@@ -691,6 +757,32 @@ class Bench:
 
         wait_until(served, timeout=90, interval=0.02)
         marks["served_s"] = time.perf_counter() - start
+        marks.update(self.engine_marks(wall, old=before["container_id"],
+                                       new=db.slot(port)["container_id"]))
+        return marks
+
+    def engine_marks(self, wall: float, *, old: str, new: str) -> dict[str, float]:
+        """When Docker reported the old container's death and its network's release (the
+        host port is free from then) and the replacement's create and start: the
+        engine's own event times, seconds after the kill was called. The part of a
+        recovery that is Docker's, from the same run."""
+        window = ["--since", f"{wall:.3f}", "--until", f"{time.time():.3f}"]
+        events = [json.loads(line) for line in run(
+            ["docker", "events", *window, "--filter", "type=container", "--filter",
+             f"label=paas.instance={self.instance}", "--format", "{{json .}}"],
+            check=False).stdout.splitlines()]
+        events += [event for event in map(json.loads, run(
+            ["docker", "events", *window, "--filter", "type=network", "--filter",
+             "event=disconnect", "--format", "{{json .}}"], check=False).stdout.splitlines())
+            if event.get("Actor", {}).get("Attributes", {}).get("container") == old]
+        wanted = {(old, "die"): "die_s", (old, "disconnect"): "released_s",
+                  (new, "create"): "created_s", (new, "start"): "started_s"}
+        marks: dict[str, float] = {}
+        for event in events:
+            who = event.get("id") or event["Actor"]["Attributes"]["container"]
+            key = wanted.get((who, event.get("Action", "")))
+            if key and key not in marks:
+                marks[key] = event["timeNano"] / 1e9 - wall
         return marks
 
     # -- 6. pool init, routes included (the HTTPS stack) ---------------------------------
@@ -995,9 +1087,10 @@ class Bench:
             clients = [Client(stack.url, tokens[n]) for n in names]
 
             def burst() -> dict[str, Any]:
+                settled = host_settle(timeout=s.settle_s)
                 result, _ = burst_run(clients, s.burst_per_client,
-                                      idle_before=pg_idle_count(url))
-                return {**result, "web_workers": workers, "redis": use_redis,
+                                      idle_before=pg_idle_count(url), web_port=stack.port)
+                return {**result, **settled, "web_workers": workers, "redis": use_redis,
                         "stack_start_s": round(start_s, 1),
                         "database": "throwaway PostgreSQL (pg-throwaway.sh, " + (
                             "on disk, fsync and synchronous_commit on)" if durable else
@@ -1095,6 +1188,22 @@ def notes(sections: dict[str, Any]) -> list[str]:
         out.append(f"- PostgreSQL burst: {pg.get('database')}; gunicorn {pg.get('web_workers')}"
                    f" workers × 8 threads; Redis {'on' if pg.get('redis') else 'off'} "
                    "(broker and throttle counts).")
+    for name, section in (("SQLite", burst), ("PostgreSQL", pg)):
+        cpu = section.get("cpu_ms_per_claim")
+        if cpu:
+            out.append(f"- {name} burst, CPU per claim (ms): " + ", ".join(
+                f"{k} {v}" for k, v in cpu.items()) + f"; cores {section.get('cores_busy_pct')}"
+                f" % busy during it (before it the host was "
+                f"{section.get('host_busy_pct_before')} % busy, after waiting "
+                f"{section.get('host_settle_s')} s).")
+    kill = sections.get("kill_recovery", {}).get("watcher", {})
+    if "started_p50_ms" in kill:
+        out.append(
+            f"- Kill → served (p50 {kill.get('p50_ms')} ms), Docker's events, ms after the "
+            f"kill: the old container's `die` {kill.get('die_p50_ms')}, its network released "
+            f"{kill.get('released_p50_ms')}, the new container created "
+            f"{kill.get('created_p50_ms')} and started {kill.get('started_p50_ms')}; the "
+            f"slot assigned again {kill.get('slot_ready_p50_ms')}.")
     rec = sections.get("recycle", {})
     if "all_idle_again_s" in rec:
         out.append(f"- The burst's {rec['released']} slots released at once were idle again "

@@ -127,3 +127,25 @@ def test_only_runs_the_stack_that_holds_the_section(monkeypatch: Any) -> None:
     ran.clear()
     assert set(b.run()["sections"]) == set(bench.SECTIONS)  # without it: every stack
     assert ran == ["main", "https", "postgres"]
+
+
+def test_cpu_per_claim_is_split_by_who_used_it() -> None:
+    """A process is the web's by its gunicorn command line and port, the database's by
+    its name, the client's by being this process; one that ended between the snapshots
+    counts nothing, one that started counts from zero."""
+    web = "gunicorn /venv/bin/gunicorn app --bind 127.0.0.1:5123"
+    before = ({10: (web, 100), 11: ("postgres postgres: paas", 50),
+               bench.os.getpid(): ("python bench.py", 7), 12: ("dockerd dockerd", 1),
+               13: ("gunicorn other --bind 127.0.0.1:9999", 0), 14: ("gone x", 5)},
+              1_000, 2_000)
+    after = ({10: (web, 160), 11: ("postgres postgres: paas", 70),
+              bench.os.getpid(): ("python bench.py", 17), 12: ("dockerd dockerd", 6),
+              13: ("gunicorn other --bind 127.0.0.1:9999", 4), 15: (web, 20)},
+             1_150, 2_200)
+    tick_ms = 1000 / bench.os.sysconf("SC_CLK_TCK")
+    out = bench.cpu_per_claim(before, after, web_port=5123, claims=10)
+    assert out["cpu_ms_per_claim"] == {"web": round(80 * tick_ms / 10, 2),
+                                       "database": round(20 * tick_ms / 10, 2),
+                                       "client": round(10 * tick_ms / 10, 2),
+                                       "other": round(9 * tick_ms / 10, 2)}
+    assert out["cores_busy_pct"] == 75.0

@@ -44,6 +44,27 @@ def _inherited_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PAAS_")}
 
 
+def remove_instance(instance: str, *, env: dict[str, str] | None = None,
+                    wait: float = 20.0) -> None:
+    """Remove every container labelled with ``instance``, then its network. A removal
+    that a stopped cluster worker began may still be running (our ``rm -f`` is then
+    refused) and keeps the network in use until it ends, so the network is tried again
+    for up to ``wait`` seconds rather than left behind."""
+    deadline = time.monotonic() + wait
+    while True:
+        ids = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=paas.instance={instance}"],
+            capture_output=True, text=True, env=env).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env=env)
+        gone = subprocess.run(["docker", "network", "rm", f"paas-{instance}"],
+                              capture_output=True, text=True, env=env)
+        if (gone.returncode == 0 or "active endpoints" not in gone.stderr
+                or time.monotonic() > deadline):
+            return
+        time.sleep(0.5)
+
+
 class LiveStack:
     """``with LiveStack(instance, port_base, sizes) as stack: stack.url ...``"""
 
@@ -198,13 +219,7 @@ class LiveStack:
             self.stop_process(name)
 
     def remove_containers(self) -> None:
-        ids = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=paas.instance={self.instance}"],
-            capture_output=True, text=True, env=self.env).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env=self.env)
-        subprocess.run(["docker", "network", "rm", f"paas-{self.instance}"],
-                       capture_output=True, env=self.env)
+        remove_instance(self.instance, env=self.env)
 
     def create_users(self, names: list[str], *, password: str) -> dict[str, str]:
         """Create the users at once and return name → an access token minted directly

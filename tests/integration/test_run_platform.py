@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.live import ROOT, free_port, port_ranges
+from tests.live import ROOT, free_port, port_ranges, remove_instance
 
 pytestmark = pytest.mark.integration
 STOP_SECONDS = 10  # the script's own safety net (SIGKILL) is at PAAS_STOP_TIMEOUT=30
@@ -94,13 +94,7 @@ class Platform:
         for pid in processes_of(self.instance):  # only what this test started
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        ids = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=paas.instance={self.instance}"],
-            capture_output=True, text=True).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
-        subprocess.run(["docker", "network", "rm", f"paas-{self.instance}"],
-                       capture_output=True)
+        remove_instance(self.instance)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

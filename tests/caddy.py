@@ -72,6 +72,12 @@ class CaddyProcess:
             self.proc.wait()
         self.proc = None
 
+    def remove(self) -> None:
+        """Killed, and its directory (config, CA, log) gone: the end of its fixture
+        (``kill`` alone keeps the directory for a restart)."""
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def context(self) -> ssl.SSLContext:
         """Trusts this run's CA only (waits for Caddy to have written it)."""
         deadline = time.monotonic() + 15
@@ -129,7 +135,7 @@ def stack_behind_caddy(*, instance: str, port_base: int, sizes: str,
             stack.manage("proxy", "sync", "--wait", "10")
             yield stack, caddy
     finally:
-        caddy.kill()
+        caddy.remove()
 
 
 class PebbleProcess:
@@ -186,7 +192,9 @@ class PebbleProcess:
             conn.close()
 
     def kill(self) -> None:
+        """Stopped, and its directory (certificate, config) removed: never restarted."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)

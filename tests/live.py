@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -73,6 +74,7 @@ class LiveStack:
                  web_workers: int = 2, cluster_processes: int = 1,
                  data_dir: Path | None = None) -> None:
         self.instance = instance
+        self.own_data_dir = data_dir is None  # removed by a clean __exit__
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix=f"paas-{instance}-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -111,8 +113,10 @@ class LiveStack:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if self.own_data_dir and exc_type is None:  # kept (logs) when the block failed
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,

@@ -9,9 +9,11 @@ should use a database or Redis server of its own names it in ``PAAS_TEST_DATABAS
 / ``PAAS_TEST_REDIS_URL``.
 """
 
+import atexit
 import os
 import random
 import secrets
+import shutil
 import tempfile
 
 _run = f"{os.getpid()}{random.randint(100, 999)}"
@@ -19,7 +21,18 @@ _run = f"{os.getpid()}{random.randint(100, 999)}"
 # host's own outgoing connections holds cannot be bound ("address already in use").
 _base = 20000 + random.randint(0, 30) * 400
 os.environ["PAAS_INSTANCE"] = f"test-{_run}"
-os.environ["PAAS_DATA_DIR"] = tempfile.mkdtemp(prefix=f"paas-test-{_run}-")
+os.environ["PAAS_DATA_DIR"] = _data_dir = tempfile.mkdtemp(prefix=f"paas-test-{_run}-")
+_creator = os.getpid()
+
+
+def _remove_data_dir() -> None:
+    # Only by the process that made it: a forked child (a gunicorn worker) that exits
+    # normally runs these handlers too, while its parent still uses the directory.
+    if os.getpid() == _creator:
+        shutil.rmtree(_data_dir, ignore_errors=True)
+
+
+atexit.register(_remove_data_dir)
 os.environ["PAAS_SECRET_KEY"] = secrets.token_urlsafe(50)
 os.environ["PAAS_PORT_RANGES"] = (
     f"nginx={_base}-{_base + 49},apache={_base + 50}-{_base + 99},"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ class LiveWeb:
     def __init__(self, extra_env: dict[str, str] | None = None, workers: int = 2,
                  data_dir: Path | None = None) -> None:
         """``data_dir``: share another stack's data dir (and database)."""
+        self.own_data_dir = data_dir is None  # removed by stop()
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="paas-http-"))
         self.port = free_port()
         self.tmp_dir = self.data_dir / f"tmp-{self.port}"
@@ -68,6 +70,8 @@ class LiveWeb:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait()
+        if self.own_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def log(self) -> str:
         path = self.data_dir / f"web-{self.port}.log"

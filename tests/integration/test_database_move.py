@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -109,8 +108,8 @@ def test_the_moved_installation_runs_on_postgresql(moved: Moved) -> None:
         assert invite.strip().endswith("1"), invite
 
 
-def test_a_pg_dump_restored_into_a_fresh_server_runs(moved: Moved) -> None:
-    dump = Path(tempfile.mkdtemp(prefix="paas-dump-")) / "paas.dump"
+def test_a_pg_dump_restored_into_a_fresh_server_runs(moved: Moved, tmp_path: Path) -> None:
+    dump = tmp_path / "paas.dump"
     run(["pg_dump", "--format=custom", "--file", str(dump), "--dbname", moved.database_url])
     with throwaway_postgres() as fresh:
         run(["pg_restore", "--no-owner", "--exit-on-error", "--dbname", fresh, str(dump)])

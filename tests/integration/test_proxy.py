@@ -32,7 +32,7 @@ def caddy() -> Iterator[CaddyProcess]:
     process = CaddyProcess()
     process.start()
     yield process
-    process.kill()
+    process.remove()
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -281,6 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         stack.manage("pool", "build-images")  # a no-op when the images are up to date
         ensure_network()  # once, before `pool init` creates containers in parallel
         began = time.monotonic()
+        # The data dir (logs, the report) stays only when the run found violations.
+        keep = [True]
+
+        def remove_data_dir() -> None:
+            if not keep[0]:
+                shutil.rmtree(stack.data_dir, ignore_errors=True)
+
+        cleanup.callback(remove_data_dir)
+        stack.own_data_dir = False
         cleanup.enter_context(stack)
         print(f"SOAK stack up in {time.monotonic() - began:.0f} s: {stack.url}, "
               f"data dir {stack.data_dir}", flush=True)
@@ -296,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SOAK report: {stack.data_dir / 'soak-report.json'}", flush=True)
         print(soak.summary(args.seconds / 60), flush=True)
         print(f"(whole run {time.monotonic() - started:.0f} s)", flush=True)
+        keep[0] = bool(soak.tally.violations)
         return 1 if soak.tally.violations else 0
 
 

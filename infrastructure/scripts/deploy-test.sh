@@ -96,11 +96,15 @@ do_vagrant() {
   # provider's own checks, so it also passes where the libvirt plugin is missing.
   VAGRANT_DOTFILE_PATH=$(mktemp -d /tmp/paas-vagrant.XXXXXX)
   export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DOTFILE_PATH
-  (cd "$infra" && vagrant validate --ignore-provider)
-  (cd "$infra" && PAAS_VM_NODES=2 vagrant validate --ignore-provider)  # control + 2 nodes
-  if vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt; then
-    (cd "$infra" && VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate)
+  local ok=0
+  (cd "$infra" && vagrant validate --ignore-provider) || ok=$?
+  # control + 2 nodes
+  [ "$ok" != 0 ] || (cd "$infra" && PAAS_VM_NODES=2 vagrant validate --ignore-provider) || ok=$?
+  if [ "$ok" = 0 ] && vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt; then
+    (cd "$infra" && VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate) || ok=$?
   fi
+  rm -rf "$VAGRANT_DOTFILE_PATH"  # vagrant's state of these checks: ours, gone either way
+  [ "$ok" = 0 ] || fail "vagrant validate failed"
   log "vagrant validate: ok"
 }
 

@@ -322,8 +322,14 @@ def cpu_snapshot() -> tuple[dict[int, tuple[str, int]], int, int]:
             continue
         comm, fields = raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
         procs[int(stat.parent.name)] = (f"{comm} {cmdline}", int(fields[11]) + int(fields[12]))
+    return (procs, *machine_ticks())
+
+
+def machine_ticks() -> tuple[int, int]:
+    """The machine's busy and total clock ticks so far (/proc/stat; idle and iowait are
+    not busy)."""
     cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    return procs, sum(cpu) - cpu[3] - cpu[4], sum(cpu)
+    return sum(cpu) - cpu[3] - cpu[4], sum(cpu)
 
 
 def host_settle(*, busy_pct: float = 15.0, timeout: float = 90.0) -> dict[str, float]:
@@ -333,11 +339,10 @@ def host_settle(*, busy_pct: float = 15.0, timeout: float = 90.0) -> dict[str, f
     it waited and the last second's load."""
     started = time.perf_counter()
     while True:
-        before = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
+        busy_before, total_before = machine_ticks()
         time.sleep(1.0)
-        after = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
-        delta = [int(a) - int(b) for a, b in zip(after, before, strict=True)]
-        busy = 100 * (sum(delta) - delta[3] - delta[4]) / max(sum(delta), 1)
+        busy_after, total_after = machine_ticks()
+        busy = 100 * (busy_after - busy_before) / max(total_after - total_before, 1)
         waited = time.perf_counter() - started
         if busy < busy_pct or waited > timeout:
             return {"host_settle_s": round(waited, 1), "host_busy_pct_before": round(busy, 1)}
